@@ -1,0 +1,156 @@
+"""The `ich` command line: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ich import __version__
+from ich.dicom import DicomInputError, SelectionPolicy, inspect, load
+from ich.errors import IchError
+from ich.schema import InspectionReport
+
+app = typer.Typer(
+    name="ich",
+    help="Detection and volumetry of acute intracranial hemorrhage on head CT.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(exc: IchError) -> typer.Exit:
+    err_console.print(f"[bold red]{exc.title}[/]: {escape(exc.message)}")
+    return typer.Exit(code=2)
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(__version__)
+        raise typer.Exit()
+
+
+def _series_table(report: InspectionReport) -> Table:
+    table = Table(
+        title=f"{report.images} image(s) in {len(report.series)} series, "
+        f"{report.studies} study(ies), {report.files} file(s)"
+    )
+    for column in (
+        "",
+        "#",
+        "description",
+        "mod.",
+        "orientation",
+        "images",
+        "pixel mm",
+        "spacing mm",
+        "kernel",
+        "eligible",
+    ):
+        table.add_column(column)
+    for s in report.series:
+        tilt = f" {s.plane_tilt_deg:.1f}°" if s.plane_tilt_deg else ""
+        table.add_row(
+            "[bold green]>[/]" if s.selected else "",
+            str(s.series_number or ""),
+            escape(s.description),
+            s.modality,
+            s.orientation.lower() + tilt,
+            str(s.images),
+            f"{s.pixel_spacing_mm[0]:.3f}" if s.pixel_spacing_mm else "-",
+            f"{s.slice_spacing_mm:.3f}" if s.slice_spacing_mm else "-",
+            escape(s.kernel or "-") + f" ({s.kernel_class})",
+            "[green]yes[/]" if s.eligible else "[red]no[/]",
+        )
+    return table
+
+
+def _print_report(report: InspectionReport) -> None:
+    console.print(_series_table(report))
+    for s in report.series:
+        if s.reasons:
+            console.print(
+                f"series {s.series_number or '?'} not eligible: " + escape("; ".join(s.reasons))
+            )
+    for skipped in report.skipped:
+        console.print(f"[dim]skipped {escape(skipped.name)}: {escape(skipped.reason)}[/]")
+    for w in report.warnings:
+        console.print(f"[yellow]warning[/] {escape(w.code)}: {escape(w.message)}")
+    if report.selected_series_uid:
+        console.print(f"[bold]selected series[/] {report.selected_series_uid}")
+
+
+@app.command("inspect")
+def inspect_command(
+    path: Annotated[Path, typer.Argument(help="A folder, a zip, or one DICOM file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    decode: Annotated[
+        bool, typer.Option("--decode", help="Also decode the selected series and print HU stats.")
+    ] = False,
+    allow_contrast: Annotated[bool, typer.Option(help="Accept contrast-enhanced series.")] = False,
+    series_uid: Annotated[
+        str | None, typer.Option(help="Analyse this SeriesInstanceUID only.")
+    ] = None,
+) -> None:
+    """List the series found, the one selected for analysis, and the warnings."""
+    policy = SelectionPolicy(allow_contrast=allow_contrast, series_uid=series_uid)
+    report = inspect(path, policy)
+    volume_info: dict[str, object] | None = None
+    if decode and report.error is None:
+        try:
+            volume = load(path, policy)
+        except DicomInputError as exc:
+            raise _fail(exc) from exc
+        p1, p50, p99 = np.percentile(volume.hu, [1, 50, 99])
+        volume_info = {
+            "shape": list(volume.shape),
+            "spacing_mm": [round(v, 4) for v in volume.spacing_mm],
+            "interpolated_planes": int((~volume.plane_is_source).sum()),
+            "hu_percentiles_1_50_99": [float(p1), float(p50), float(p99)],
+            "approximate": volume.approximate,
+        }
+    if as_json:
+        payload = report.model_dump(mode="json")
+        if volume_info is not None:
+            payload["volume"] = volume_info
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        _print_report(report)
+        if volume_info is not None:
+            console.print(f"volume: {volume_info}")
+    if report.error is not None:
+        err_console.print(f"[bold red]{report.error.title}[/]: {escape(report.error.detail)}")
+        raise typer.Exit(code=2)
+
+
+@app.command("synth")
+def synth_command(
+    out: Annotated[Path, typer.Argument(help="Folder to write the study into.")],
+    matrix: Annotated[int, typer.Option(min=32, max=1024, help="Image matrix (pixels).")] = 512,
+    tilt: Annotated[float, typer.Option(min=-30, max=30, help="Gantry tilt, degrees.")] = 0.0,
+    slice_mm: Annotated[float, typer.Option(min=0.5, max=10, help="Slice spacing, mm.")] = 5.0,
+    distractors: Annotated[
+        bool, typer.Option(help="Add scout, bone, contrast, reformat, SR and a text file.")
+    ] = True,
+) -> None:
+    """Write a synthetic head CT study (DICOM) with the series a scanner sends."""
+    from ich.phantom.study import synth_study
+
+    study = synth_study(matrix=matrix, tilt_deg=tilt, slice_mm=slice_mm, distractors=distractors)
+    paths = study.write(out)
+    console.print(f"wrote {len(paths)} files of study {study.study.study_uid} to {out}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,184 @@
+"""Header-only parsing: the attributes that series grouping, selection and geometry need.
+
+Pixel data is never read here, so a whole upload can be triaged cheaply (the gateway does this
+without decoding a single image). Unparseable or non-image objects become :class:`Skipped`
+notes instead of exceptions: scanners send structured reports, presentation states and
+DICOMDIRs alongside the images, and none of that should stop an analysis.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from ich.dicom.sources import DicomSource
+
+_PREAMBLE_LEN = 128
+_MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A candidate file that is not used, and why."""
+
+    name: str
+    reason: str
+    unreadable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceHeader:
+    """The header attributes of one image instance (single-frame or multi-frame)."""
+
+    source: DicomSource
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    frame_of_reference_uid: str
+    series_number: int | None
+    series_description: str
+    modality: str
+    image_type: tuple[str, ...]
+    orientation: tuple[float, ...] | None
+    position: tuple[float, ...] | None
+    pixel_spacing: tuple[float, float] | None
+    slice_thickness: float | None
+    spacing_between_slices: float | None
+    rows: int
+    columns: int
+    samples_per_pixel: int
+    number_of_frames: int
+    kernel: str
+    contrast_agent: str
+    contrast_route: str
+    gantry_tilt: float | None
+    instance_number: int | None
+    acquisition_number: int | None
+    transfer_syntax_uid: str
+    manufacturer: str
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _number(ds: Dataset, keyword: str, kind: type[int] | type[float]) -> int | float | None:
+    value = ds.get(keyword)
+    if isinstance(value, pydicom.multival.MultiValue):
+        value = value[0] if len(value) else None
+    if value is None or value == "":
+        return None
+    try:
+        return kind(float(value)) if kind is int else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _vector(ds: Dataset, keyword: str, length: int) -> tuple[float, ...] | None:
+    value = ds.get(keyword)
+    try:
+        vector = tuple(float(v) for v in value) if value is not None else ()
+    except (TypeError, ValueError):
+        return None
+    return vector if len(vector) == length else None
+
+
+def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        spacing = _vector(ds, keyword, 2)
+        if spacing and all(s > 0 for s in spacing):
+            return spacing[0], spacing[1]
+    return None
+
+
+def _expected_native_bytes(ds: Dataset) -> int:
+    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    frames = int(_number(ds, "NumberOfFrames", int) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    return rows * cols * frames * samples * bits // 8
+
+
+def _parse(source: DicomSource) -> tuple[Dataset, int]:
+    """The dataset without pixel data, and the number of bytes left for the pixel data."""
+    with source.open() as fh:
+        head = fh.read(_PREAMBLE_LEN + 4)
+        fh.seek(0)
+        has_preamble = head[_PREAMBLE_LEN:] == b"DICM"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=not has_preamble)
+        return ds, source.size - fh.tell()
+
+
+def read_header(source: DicomSource) -> InstanceHeader | Skipped:
+    """The header of one candidate file, or the reason it is not an image to use."""
+    try:
+        ds, pixel_bytes = _parse(source)
+    except InvalidDicomError:
+        return Skipped(source.name, "not a DICOM file")
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        return Skipped(source.name, f"unreadable DICOM ({type(exc).__name__}: {exc})", True)
+
+    meta = getattr(ds, "file_meta", Dataset())
+    sop_class = _text(ds, "SOPClassUID") or _text(meta, "MediaStorageSOPClassUID")
+    if "DirectoryRecordSequence" in ds or sop_class == _MEDIA_DIRECTORY:
+        return Skipped(source.name, "DICOMDIR (media directory), not an image")
+    if not sop_class and "SOPInstanceUID" not in ds and "Rows" not in ds:
+        return Skipped(source.name, "not a DICOM file")
+    if "Rows" not in ds or "Columns" not in ds:
+        kind = UID(sop_class).name if sop_class else "object without pixel data"
+        return Skipped(source.name, f"non-image object ({kind})")
+
+    transfer_syntax = _text(meta, "TransferSyntaxUID") or pydicom.uid.ImplicitVRLittleEndian
+    if not UID(transfer_syntax).is_compressed and pixel_bytes < _expected_native_bytes(ds):
+        return Skipped(
+            source.name,
+            f"truncated: {max(pixel_bytes, 0)} of {_expected_native_bytes(ds)} pixel bytes present",
+            True,
+        )
+
+    return InstanceHeader(
+        source=source,
+        sop_class_uid=sop_class,
+        sop_instance_uid=_text(ds, "SOPInstanceUID") or _text(meta, "MediaStorageSOPInstanceUID"),
+        study_uid=_text(ds, "StudyInstanceUID"),
+        series_uid=_text(ds, "SeriesInstanceUID"),
+        frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
+        series_number=_number(ds, "SeriesNumber", int),  # type: ignore[arg-type]
+        series_description=_text(ds, "SeriesDescription"),
+        modality=_text(ds, "Modality").upper(),
+        image_type=tuple(v.strip().upper() for v in _text(ds, "ImageType").split("\\") if v),
+        orientation=_vector(ds, "ImageOrientationPatient", 6),
+        position=_vector(ds, "ImagePositionPatient", 3),
+        pixel_spacing=_pixel_spacing(ds),
+        slice_thickness=_number(ds, "SliceThickness", float),
+        spacing_between_slices=_number(ds, "SpacingBetweenSlices", float),
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
+        number_of_frames=int(_number(ds, "NumberOfFrames", int) or 1),
+        kernel=_text(ds, "ConvolutionKernel"),
+        contrast_agent=_text(ds, "ContrastBolusAgent"),
+        contrast_route=_text(ds, "ContrastBolusRoute"),
+        gantry_tilt=_number(ds, "GantryDetectorTilt", float),
+        instance_number=_number(ds, "InstanceNumber", int),  # type: ignore[arg-type]
+        acquisition_number=_number(ds, "AcquisitionNumber", int),  # type: ignore[arg-type]
+        transfer_syntax_uid=str(transfer_syntax),
+        manufacturer=_text(ds, "Manufacturer"),
+    )

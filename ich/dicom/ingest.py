@@ -1,0 +1,182 @@
+"""Ingestion end to end: candidate files -> headers -> series -> selection -> volume.
+
+:func:`scan` and :func:`select` read headers only (what the gateway needs); :func:`load`
+also decodes the selected series' pixels (what the model needs); :func:`inspect` reports
+everything without raising on bad input, for ``ich inspect``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ich.dicom.errors import DicomInputError, NoDicomError, UnreadableDicomError
+from ich.dicom.headers import InstanceHeader, Skipped, read_header
+from ich.dicom.policy import SelectionPolicy
+from ich.dicom.selection import Candidate, choose, evaluate
+from ich.dicom.series import Series, group_series
+from ich.dicom.sources import InputItem, InputLimits, iter_sources
+from ich.dicom.volume import Volume, load_volume
+from ich.schema import IngestionWarning, InspectionReport, Problem, SkippedFile
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Every candidate file's header, grouped into series."""
+
+    files: int
+    headers: tuple[InstanceHeader, ...]
+    series: tuple[Series, ...]
+    skipped: tuple[Skipped, ...]
+
+    @property
+    def studies(self) -> int:
+        return len({s.study_uid for s in self.series})
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen series with its grid, every candidate for the report, and all warnings."""
+
+    scan: Scan
+    candidates: tuple[Candidate, ...]
+    chosen: Candidate
+    warnings: tuple[IngestionWarning, ...]
+
+
+def scan(inputs: InputItem | Iterable[InputItem], limits: InputLimits | None = None) -> Scan:
+    """Read the header of every candidate file.
+
+    Raises:
+        NoDicomError: no file is a DICOM image.
+        UnreadableDicomError: no file is a usable image and some are corrupt or truncated.
+        InputLimitError: the input exceeds ``limits``.
+    """
+    sources = iter_sources(inputs, limits)
+    headers: list[InstanceHeader] = []
+    skipped: list[Skipped] = []
+    for source in sources:
+        result = read_header(source)
+        (skipped if isinstance(result, Skipped) else headers).append(result)  # type: ignore[arg-type]
+    series, repeats = group_series(headers)
+    skipped += repeats
+    if not series:
+        detail = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:5])
+        more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+        error = UnreadableDicomError if any(s.unreadable for s in skipped) else NoDicomError
+        raise error(
+            f"None of the {len(sources)} file(s) is a usable DICOM image: {detail}{more}. "
+            "Send the CT images as DICOM (.dcm) files, a zip of them, or a folder."
+        )
+    return Scan(len(sources), tuple(headers), tuple(series), tuple(skipped))
+
+
+def _scan_warnings(result: Scan, chosen: Candidate) -> list[IngestionWarning]:
+    warnings: list[IngestionWarning] = []
+    if result.skipped:
+        reasons = Counter(s.reason.split(" (")[0].split(":")[0] for s in result.skipped)
+        warnings.append(
+            IngestionWarning(
+                code="files_skipped",
+                message=f"{len(result.skipped)} file(s) not used: "
+                + ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+                + ".",
+            )
+        )
+    if result.studies > 1:
+        warnings.append(
+            IngestionWarning(
+                code="other_studies",
+                message=f"The input holds {result.studies} studies; analysed study "
+                f"{chosen.series.study_uid}, the only one with an eligible series.",
+            )
+        )
+    return warnings
+
+
+def select(result: Scan, policy: SelectionPolicy | None = None) -> Selection:
+    """Evaluate every series and choose the one to analyse (headers only).
+
+    Raises:
+        DicomInputError: a subclass saying why no series can be analysed.
+    """
+    policy = policy or SelectionPolicy()
+    candidates = tuple(evaluate(series, policy) for series in result.series)
+    chosen = choose(candidates, policy)
+    warnings = (*_scan_warnings(result, chosen), *chosen.series.warnings, *chosen.grid.warnings)
+    return Selection(result, candidates, chosen, warnings)
+
+
+def load(
+    inputs: InputItem | Iterable[InputItem],
+    policy: SelectionPolicy | None = None,
+    limits: InputLimits | None = None,
+) -> Volume:
+    """The selected series of ``inputs`` as a :class:`Volume` in HU.
+
+    Raises:
+        DicomInputError: a subclass saying what is wrong with the input and what to send.
+    """
+    selection = select(scan(inputs, limits), policy)
+    chosen = selection.chosen
+    grid_warnings = set(chosen.grid.warnings)
+    return load_volume(
+        chosen.grid,
+        chosen.series.study_uid,
+        chosen.series.series_uid,
+        extra_warnings=tuple(w for w in selection.warnings if w not in grid_warnings),
+    )
+
+
+def _problem(exc: DicomInputError) -> Problem:
+    return Problem(type=exc.code, title=exc.title, detail=exc.message)
+
+
+def inspect(
+    inputs: InputItem | Iterable[InputItem],
+    policy: SelectionPolicy | None = None,
+    limits: InputLimits | None = None,
+) -> InspectionReport:
+    """Everything ingestion finds, with the error (if any) recorded instead of raised."""
+    policy = policy or SelectionPolicy()
+    try:
+        result = scan(inputs, limits)
+    except DicomInputError as exc:
+        return InspectionReport(
+            files=0,
+            images=0,
+            studies=0,
+            series=[],
+            selected_series_uid=None,
+            skipped=[],
+            warnings=[],
+            error=_problem(exc),
+        )
+    candidates = [evaluate(series, policy) for series in result.series]
+    chosen: Candidate | None = None
+    warnings: list[IngestionWarning] = []
+    error: Problem | None = None
+    try:
+        chosen = choose(candidates, policy)
+        warnings = [
+            *_scan_warnings(result, chosen),
+            *chosen.series.warnings,
+            *(chosen.grid.warnings if chosen.grid else ()),
+        ]
+    except DicomInputError as exc:
+        error = _problem(exc)
+    chosen_uid = chosen.series.series_uid if chosen else None
+    return InspectionReport(
+        files=result.files,
+        images=len(result.headers),
+        studies=result.studies,
+        series=[
+            c.summary.model_copy(update={"selected": c.series.series_uid == chosen_uid})
+            for c in candidates
+        ],
+        selected_series_uid=chosen_uid,
+        skipped=[SkippedFile(name=s.name, reason=s.reason) for s in result.skipped],
+        warnings=warnings,
+        error=error,
+    )

@@ -1,0 +1,89 @@
+"""Pixel decoding to Hounsfield units, and the in-plane resampling of gantry-tilt correction.
+
+Compressed transfer syntaxes (JPEG Lossless, JPEG-LS, JPEG 2000, RLE) are decoded by pydicom
+with the pylibjpeg plugins. Values are converted with RescaleSlope/Intercept; padding pixels
+(PixelPaddingValue, outside the reconstruction circle) become air.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pydicom
+from pydicom.uid import UID
+
+from ich.dicom.errors import PixelDataError
+from ich.dicom.headers import InstanceHeader
+
+AIR_HU = -1024
+MAX_HU = 3071
+
+
+def _padding_mask(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray | None:
+    value = ds.get("PixelPaddingValue")
+    if value is None:
+        return None
+    limit = ds.get("PixelPaddingRangeLimit")
+    if limit is None:
+        return stored == value
+    low, high = sorted((int(value), int(limit)))
+    return (stored >= low) & (stored <= high)
+
+
+def decode_hu(header: InstanceHeader) -> np.ndarray:
+    """One slice in HU (float32, rows x columns), padding set to air, clipped to [-1024, 3071].
+
+    Raises:
+        PixelDataError: the pixel data is missing, truncated or in a syntax with no decoder.
+    """
+    syntax = UID(header.transfer_syntax_uid)
+    try:
+        with header.source.open() as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(fh, force=True)
+            stored = ds.pixel_array
+    except Exception as exc:  # decoders raise a variety of types
+        raise PixelDataError(
+            f"{header.name}: cannot decode its pixel data ({syntax.name}): {exc}. Re-send the "
+            "file, or export the series uncompressed."
+        ) from exc
+    if stored.shape != (header.rows, header.columns):
+        raise PixelDataError(
+            f"{header.name}: pixel data has shape {stored.shape}, expected one "
+            f"{header.rows}x{header.columns} greyscale frame."
+        )
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    hu = stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    mask = _padding_mask(ds, stored)
+    if mask is not None:
+        hu[mask] = AIR_HU
+    return np.clip(hu, AIR_HU, MAX_HU, out=hu)
+
+
+def _take(image: np.ndarray, index: np.ndarray, axis: int, fill: float) -> np.ndarray:
+    valid = (index >= 0) & (index < image.shape[axis])
+    out = np.take(image, np.clip(index, 0, image.shape[axis] - 1), axis=axis)
+    shape = [1, 1]
+    shape[axis] = -1
+    return np.where(valid.reshape(shape), out, np.float32(fill))
+
+
+def _shift_axis(image: np.ndarray, shift: float, axis: int, fill: float) -> np.ndarray:
+    """out[x] = image[x - shift] along ``axis``, linear interpolation, ``fill`` outside."""
+    if abs(shift) < 1e-3:
+        return image
+    whole = math.floor(shift)
+    frac = np.float32(shift - whole)
+    index = np.arange(image.shape[axis]) - whole
+    near = _take(image, index, axis, fill)
+    if frac < 1e-3:
+        return near
+    return (1 - frac) * near + frac * _take(image, index - 1, axis, fill)
+
+
+def shift_image(image: np.ndarray, rows: float, columns: float, fill: float = AIR_HU) -> np.ndarray:
+    """Translate an image by a sub-pixel (rows, columns) offset with bilinear interpolation."""
+    return _shift_axis(_shift_axis(image, rows, 0, fill), columns, 1, fill)

@@ -1,0 +1,1 @@
+"""Synthetic head CT studies written as real DICOM, for tests, demos and training data."""

@@ -1,0 +1,67 @@
+"""Shared fixtures: the real samples in ../shared/data/real and synthetic series builders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset
+
+from ich.phantom.ellipsoid_head import Ellipsoid, EllipsoidHead
+from ich.phantom.series_writer import SeriesSpec, StudyInfo, to_bytes, write_series
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+BLEED = Ellipsoid(centre=(20.0, 10.0, 12.0), radii=(9.0, 9.0, 9.0), hu=65.0)
+"""A sphere of known position and volume (3.05 mL) inside the phantom's brain."""
+
+SMALL = SeriesSpec(
+    slices=12, matrix=96, pixel_spacing_mm=2.4, table_increment_mm=5.0, first_z_mm=-25.0
+)
+"""A small axial series that still covers the phantom's brain and bleed."""
+
+
+@pytest.fixture
+def real() -> Path:
+    if not REAL.is_dir():
+        pytest.skip(f"real samples not found at {REAL}")
+    return REAL
+
+
+@pytest.fixture
+def study() -> StudyInfo:
+    return StudyInfo()
+
+
+@pytest.fixture
+def phantom() -> EllipsoidHead:
+    return EllipsoidHead(bleeds=(BLEED,))
+
+
+@pytest.fixture
+def series(phantom: EllipsoidHead, study: StudyInfo) -> Callable[..., list[Dataset]]:
+    """Build a series of the phantom: ``series(tilt_deg=15, slices=8, ...)``."""
+
+    def build(**overrides: object) -> list[Dataset]:
+        return write_series(phantom, replace(SMALL, **overrides), study)
+
+    return build
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[..., Path]:
+    """Write datasets (and raw files) into a fresh folder: ``write(datasets, extra={...})``."""
+    counter = iter(range(1_000_000))
+
+    def save(datasets: list[Dataset], extra: dict[str, bytes] | None = None) -> Path:
+        folder = tmp_path / f"input{next(counter)}"
+        folder.mkdir()
+        for index, ds in enumerate(datasets):
+            (folder / f"f{index:04d}.dcm").write_bytes(to_bytes(ds))
+        for name, data in (extra or {}).items():
+            (folder / name).write_bytes(data)
+        return folder
+
+    return save
