@@ -32,13 +32,20 @@ def _fail(exc: IchError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-@app.callback()
-def main(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         console.print(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Detection and volumetry of acute intracranial hemorrhage on head CT."""
 
 
 def _series_table(report: InspectionReport) -> Table:
