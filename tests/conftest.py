@@ -31,6 +31,11 @@ def real() -> Path:
 
 
 @pytest.fixture
+def bleed() -> Ellipsoid:
+    return BLEED
+
+
+@pytest.fixture
 def study() -> StudyInfo:
     return StudyInfo()
 
@@ -44,8 +49,8 @@ def phantom() -> EllipsoidHead:
 def series(phantom: EllipsoidHead, study: StudyInfo) -> Callable[..., list[Dataset]]:
     """Build a series of the phantom: ``series(tilt_deg=15, slices=8, ...)``."""
 
-    def build(**overrides: object) -> list[Dataset]:
-        return write_series(phantom, replace(SMALL, **overrides), study)
+    def build(in_study: StudyInfo | None = None, **overrides: object) -> list[Dataset]:
+        return write_series(phantom, replace(SMALL, **overrides), in_study or study)
 
     return build
 

@@ -144,8 +144,11 @@ def read_header(source: DicomSource) -> InstanceHeader | Skipped:
     if "Rows" not in ds or "Columns" not in ds:
         kind = UID(sop_class).name if sop_class else "object without pixel data"
         if "Image Storage" in kind:
-            return Skipped(source.name, f"unreadable DICOM ({kind} without image attributes: "
-                           "truncated or corrupt header)", True)
+            return Skipped(
+                source.name,
+                f"unreadable DICOM ({kind} without image attributes: truncated or corrupt header)",
+                True,
+            )
         return Skipped(source.name, f"non-image object ({kind})")
 
     transfer_syntax = _text(meta, "TransferSyntaxUID") or pydicom.uid.ImplicitVRLittleEndian

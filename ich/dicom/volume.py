@@ -8,8 +8,6 @@ Instance UID it came from. :func:`load_volume` builds all of it from a planned
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,16 +67,13 @@ def _source_plane(grid: SliceGrid, index: int) -> np.ndarray:
     return np.rint(shift_image(hu, di, dj)).astype(np.int16)
 
 
-def _decode_all(grid: SliceGrid, workers: int) -> np.ndarray:
-    n = len(grid.instances)
+def _decode_all(grid: SliceGrid) -> np.ndarray:
+    # Sequential on purpose: the JPEG decoders hold the GIL, and threads measured no faster
+    # (bench/ingest.py).
     first = grid.instances[0]
-    out = np.empty((n, first.rows, first.columns), dtype=np.int16)
-
-    def fill(index: int) -> None:
+    out = np.empty((len(grid.instances), first.rows, first.columns), dtype=np.int16)
+    for index in range(len(grid.instances)):
         out[index] = _source_plane(grid, index)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(fill, range(n)))
     return out
 
 
@@ -109,15 +104,13 @@ def load_volume(
     study_uid: str,
     series_uid: str,
     extra_warnings: tuple[IngestionWarning, ...] = (),
-    workers: int | None = None,
 ) -> Volume:
     """Decode the slices of a planned grid into a :class:`Volume`.
 
     Raises:
         PixelDataError: a slice cannot be decoded.
     """
-    workers = workers or min(4, os.cpu_count() or 1)
-    sources = _decode_all(grid, workers)
+    sources = _decode_all(grid)
     if grid.is_identity:
         hu = sources
         nearest = np.arange(len(sources))

@@ -17,7 +17,6 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from conftest import BLEED
 from ich.dicom import (
     AmbiguousStudyError,
     InputLimitError,
@@ -128,15 +127,15 @@ def test_mixed_matrix_sizes_set_aside(series, write) -> None:
 
 
 @pytest.mark.parametrize("tilt", [0.0, 20.0, -12.0])
-def test_gantry_tilt_correction_puts_structures_where_they_are(series, write, tilt) -> None:
+def test_gantry_tilt_correction_puts_structures_where_they_are(series, write, bleed, tilt) -> None:
     volume = load(write(series(tilt_deg=tilt, table_increment_mm=2.0, slices=24, first_z_mm=-10)))
     centroid, ml = bleed_centroid_and_volume(volume)
-    assert np.linalg.norm(centroid - BLEED.centre) < 1.0
-    assert ml == pytest.approx(BLEED.volume_ml(), rel=0.1)
+    assert np.linalg.norm(centroid - bleed.centre) < 1.0
+    assert ml == pytest.approx(bleed.volume_ml(), rel=0.1)
     assert ("gantry_tilt_corrected" in codes(volume.warnings)) == (tilt != 0)
 
 
-def test_without_shear_correction_the_bleed_would_be_misplaced(series, write) -> None:
+def test_without_shear_correction_the_bleed_would_be_misplaced(series, write, bleed) -> None:
     """Guards the test above: skipping the correction moves the structure by millimetres."""
     folder = write(series(tilt_deg=20.0, table_increment_mm=2.0, slices=24, first_z_mm=-10))
     grid = select(scan(folder)).chosen.grid
@@ -144,7 +143,7 @@ def test_without_shear_correction_the_bleed_would_be_misplaced(series, write) ->
         dataclasses.replace(grid, shifts_px=np.zeros_like(grid.shifts_px)), "", ""
     )
     centroid, _ = bleed_centroid_and_volume(uncorrected)
-    assert np.linalg.norm(centroid - BLEED.centre) > 3.0
+    assert np.linalg.norm(centroid - bleed.centre) > 3.0
 
 
 def test_flipped_in_plane_orientation_is_made_radiological(series, write) -> None:
@@ -155,12 +154,14 @@ def test_flipped_in_plane_orientation_is_made_radiological(series, write) -> Non
     assert np.abs(flipped.hu.astype(int) - reference.hu).max() <= 1
 
 
-def test_slice_order_is_inferior_to_superior_even_if_acquired_downwards(series, write) -> None:
+def test_slice_order_is_inferior_to_superior_even_if_acquired_downwards(
+    series, write, bleed
+) -> None:
     down = series(table_increment_mm=-5.0, first_z_mm=30.0)
     volume = load(write(down))
     assert volume.affine[2, 0] > 0
     centroid, _ = bleed_centroid_and_volume(volume)
-    assert np.linalg.norm(centroid - BLEED.centre) < 2.5
+    assert np.linalg.norm(centroid - bleed.centre) < 2.5
 
 
 def test_missing_pixel_spacing_falls_back_with_warning(series, write) -> None:
@@ -247,7 +248,7 @@ def test_mixed_study_selects_soft_kernel_axial(tmp_path: Path) -> None:
     assert "Basic Text SR" in skipped["S0900_report/SR0001.dcm"]
 
 
-def test_thickness_preference_and_slice_count_tie_break(series, write, study) -> None:
+def test_thickness_preference_over_slice_count(series, write) -> None:
     thin = series(table_increment_mm=1.0, slices=50, series_uid=generate_uid())
     standard = series(series_uid=generate_uid())
     report = inspect(write(thin + standard))
@@ -295,16 +296,7 @@ def test_contrast_only(series, write) -> None:
         load(write(series(contrast_agent="IOHEXOL")))
 
 
-def test_two_studies_with_eligible_series_are_ambiguous(series, write, phantom) -> None:
-    from ich.phantom.series_writer import write_series
-
-    first = series()
-    other = write_series(phantom, dataclasses.replace(_spec_of(first)), StudyInfo())
+def test_two_studies_with_eligible_series_are_ambiguous(series, write) -> None:
+    other = series(in_study=StudyInfo(), series_uid=generate_uid())
     with pytest.raises(AmbiguousStudyError, match="2 studies"):
-        load(write(first + other))
-
-
-def _spec_of(datasets):
-    from conftest import SMALL
-
-    return dataclasses.replace(SMALL, series_uid=generate_uid())
+        load(write(series() + other))
