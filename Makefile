@@ -6,6 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := .demo/study
+REAL_CQ500 := ../shared/data/real/cq500/dicom
 # pip's notes about optional local indexes are noise on machines that lack them.
 QUIET_PIP := grep -v -e "is ignored: it is neither a file nor a directory" || true
 
@@ -23,6 +24,8 @@ venv: $(STAMP)
 run: venv
 	@test -d $(DEMO) || $(BIN)/ich synth $(DEMO)
 	@COLUMNS=$${COLUMNS:-140} $(BIN)/ich inspect $(DEMO) --decode
+	@if [ -d $(REAL_CQ500) ]; then echo; echo "Real CT, three series of two studies (CQ500):"; \
+	  COLUMNS=$${COLUMNS:-140} $(BIN)/ich inspect $(REAL_CQ500) --decode; fi
 	@echo
 	@echo "Ingestion works on this study: $(DEMO) (synthetic, with the distractor series a scanner sends)."
 	@echo "Try it on your own DICOM:   $(BIN)/ich inspect PATH [--json] [--decode]"

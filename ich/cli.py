@@ -135,7 +135,15 @@ def inspect_command(
     else:
         _print_report(report)
         if volume_info is not None:
-            console.print(f"volume: {volume_info}")
+            z, y, x = volume_info["shape"]  # type: ignore[misc]
+            dz, dy, dx = volume_info["spacing_mm"]  # type: ignore[misc]
+            p1, p50, p99 = volume_info["hu_percentiles_1_50_99"]  # type: ignore[misc]
+            console.print(
+                f"[bold]volume[/] {z}x{y}x{x} voxels of {dz:.3f}x{dy:.3f}x{dx:.3f} mm, "
+                f"{volume_info['interpolated_planes']} interpolated plane(s), HU p1/p50/p99 "
+                f"{p1:.0f}/{p50:.0f}/{p99:.0f}"
+                + (" [yellow](approximate geometry)[/]" if volume_info["approximate"] else "")
+            )
     if report.error is not None:
         err_console.print(f"[bold red]{report.error.title}[/]: {escape(report.error.detail)}")
         raise typer.Exit(code=2)

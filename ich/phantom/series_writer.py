@@ -118,7 +118,8 @@ def _dataset(study: StudyInfo, spec: SeriesSpec, index: int, origin: np.ndarray)
     ds.PatientName = study.patient_name
     ds.PatientID = study.patient_id
     ds.AccessionNumber = study.accession
-    ds.StudyDate = ds.SeriesDate = study.study_date
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = study.study_date
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
     ds.StudyInstanceUID = study.study_uid
     ds.SeriesInstanceUID = spec.series_uid
     ds.FrameOfReferenceUID = study.frame_of_reference_uid

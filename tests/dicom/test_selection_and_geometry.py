@@ -300,3 +300,41 @@ def test_two_studies_with_eligible_series_are_ambiguous(series, write) -> None:
     other = series(in_study=StudyInfo(), series_uid=generate_uid())
     with pytest.raises(AmbiguousStudyError, match="2 studies"):
         load(write(series() + other))
+
+
+def test_dicomdir_and_presentation_state_are_skipped(series, tmp_path: Path) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.fileset import FileSet
+    from pydicom.uid import ExplicitVRLittleEndian, GrayscaleSoftcopyPresentationStateStorage
+
+    datasets = series(slices=6)
+    fileset = FileSet()
+    for ds in datasets:
+        fileset.add(ds)
+    fileset.write(tmp_path / "media")
+    gsps = Dataset()
+    gsps.file_meta = FileMetaDataset()
+    gsps.file_meta.MediaStorageSOPClassUID = GrayscaleSoftcopyPresentationStateStorage
+    gsps.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    gsps.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    gsps.SOPClassUID = GrayscaleSoftcopyPresentationStateStorage
+    gsps.SOPInstanceUID = gsps.file_meta.MediaStorageSOPInstanceUID
+    gsps.Modality = "PR"
+    (tmp_path / "media" / "ps.dcm").write_bytes(to_bytes(gsps))
+
+    result = scan(tmp_path / "media")
+    reasons = {s.name: s.reason for s in result.skipped}
+    assert reasons["DICOMDIR"].startswith("DICOMDIR")
+    assert "Presentation State" in reasons["ps.dcm"]
+    assert load(tmp_path / "media").shape[0] == 6
+
+
+def test_policy_can_name_the_series(series, write) -> None:
+    from ich.dicom import SelectionPolicy
+
+    soft = series(series_uid=generate_uid())
+    bone = series(series_uid=generate_uid(), kernel="BONE")
+    folder = write(soft + bone)
+    assert inspect(folder).selected_series_uid == soft[0].SeriesInstanceUID
+    chosen = inspect(folder, SelectionPolicy(series_uid=bone[0].SeriesInstanceUID))
+    assert chosen.selected_series_uid == bone[0].SeriesInstanceUID
