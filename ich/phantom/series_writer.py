@@ -106,15 +106,21 @@ def _stored(hu: np.ndarray, spec: SeriesSpec) -> np.ndarray:
     return np.clip(stored, -32768, 32767).astype(np.int16)
 
 
-def _dataset(study: StudyInfo, spec: SeriesSpec, index: int, origin: np.ndarray) -> Dataset:
-    row, col = spec.row_column()
+def new_instance(sop_class_uid: str) -> Dataset:
+    """An empty Part 10 dataset of the given SOP class with a fresh SOP Instance UID."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPClassUID = sop_class_uid
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = CTImageStorage
+    ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    return ds
+
+
+def _dataset(study: StudyInfo, spec: SeriesSpec, index: int, origin: np.ndarray) -> Dataset:
+    row, col = spec.row_column()
+    ds = new_instance(CTImageStorage)
     ds.PatientName = study.patient_name
     ds.PatientID = study.patient_id
     ds.AccessionNumber = study.accession

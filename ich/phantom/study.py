@@ -10,11 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import BasicTextSRStorage, generate_uid
 
 from ich.phantom.ellipsoid_head import EllipsoidHead
-from ich.phantom.series_writer import Phantom, SeriesSpec, StudyInfo, to_bytes, write_series
+from ich.phantom.series_writer import (
+    Phantom,
+    SeriesSpec,
+    StudyInfo,
+    new_instance,
+    to_bytes,
+    write_series,
+)
 
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 
@@ -38,13 +45,7 @@ class SynthStudy:
 
 
 def _sr(study: StudyInfo) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = BasicTextSRStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = BasicTextSRStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds = new_instance(BasicTextSRStorage)
     ds.StudyInstanceUID = study.study_uid
     ds.SeriesInstanceUID = generate_uid()
     ds.Modality = "SR"

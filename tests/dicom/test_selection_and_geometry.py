@@ -303,22 +303,17 @@ def test_two_studies_with_eligible_series_are_ambiguous(series, write) -> None:
 
 
 def test_dicomdir_and_presentation_state_are_skipped(series, tmp_path: Path) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.fileset import FileSet
-    from pydicom.uid import ExplicitVRLittleEndian, GrayscaleSoftcopyPresentationStateStorage
+    from pydicom.uid import GrayscaleSoftcopyPresentationStateStorage
+
+    from ich.phantom.series_writer import new_instance
 
     datasets = series(slices=6)
     fileset = FileSet()
     for ds in datasets:
         fileset.add(ds)
     fileset.write(tmp_path / "media")
-    gsps = Dataset()
-    gsps.file_meta = FileMetaDataset()
-    gsps.file_meta.MediaStorageSOPClassUID = GrayscaleSoftcopyPresentationStateStorage
-    gsps.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    gsps.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    gsps.SOPClassUID = GrayscaleSoftcopyPresentationStateStorage
-    gsps.SOPInstanceUID = gsps.file_meta.MediaStorageSOPInstanceUID
+    gsps = new_instance(GrayscaleSoftcopyPresentationStateStorage)
     gsps.Modality = "PR"
     (tmp_path / "media" / "ps.dcm").write_bytes(to_bytes(gsps))
 
