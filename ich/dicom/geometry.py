@@ -48,6 +48,8 @@ class SliceGrid:
     """4x4 matrix from voxel index (k, i, j) to patient coordinates (LPS, mm)."""
     shifts_px: np.ndarray
     """Per source slice, the in-plane (row, column) offset that undoes gantry-tilt shear."""
+    transpose: bool
+    """Source images are rotated in-plane: rows and columns are swapped before any flip."""
     flip_rows: bool
     flip_columns: bool
     tilt_deg: float
@@ -178,14 +180,19 @@ def plan_grid(instances: Sequence[InstanceHeader], policy: SelectionPolicy) -> S
     else:
         dy, dx = first.pixel_spacing
 
-    # Radiological orientation: columns run to the patient's left, rows to posterior.
+    # Radiological orientation: columns run to the patient's left, rows to posterior. An image
+    # rotated by 90 degrees in-plane is transposed first, then mirrored axes are flipped.
+    rows, columns = first.rows, first.columns
+    transpose = bool(abs(row[1]) > abs(row[0]))
+    if transpose:
+        row, col, dy, dx, rows, columns = col, row, dx, dy, columns, rows
     flip_columns, flip_rows = bool(row[0] < 0), bool(col[1] < 0)
     corner = np.zeros(3)
     if flip_columns:
-        corner += (first.columns - 1) * dx * row
+        corner += (columns - 1) * dx * row
         row = -row
     if flip_rows:
-        corner += (first.rows - 1) * dy * col
+        corner += (rows - 1) * dy * col
         col = -col
     normal = np.cross(row, col)
 
@@ -295,6 +302,7 @@ def plan_grid(instances: Sequence[InstanceHeader], policy: SelectionPolicy) -> S
         spacing_mm=(spacing, float(dy), float(dx)),
         affine=affine,
         shifts_px=shifts,
+        transpose=transpose,
         flip_rows=flip_rows,
         flip_columns=flip_columns,
         tilt_deg=tilt,

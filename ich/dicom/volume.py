@@ -59,6 +59,8 @@ class Volume:
 
 def _source_plane(grid: SliceGrid, index: int) -> np.ndarray:
     hu = decode_hu(grid.instances[index])
+    if grid.transpose:
+        hu = hu.T
     if grid.flip_rows:
         hu = hu[::-1]
     if grid.flip_columns:
@@ -71,7 +73,8 @@ def _decode_all(grid: SliceGrid) -> np.ndarray:
     # Sequential on purpose: the JPEG decoders hold the GIL, and threads measured no faster
     # (bench/ingest.py).
     first = grid.instances[0]
-    out = np.empty((len(grid.instances), first.rows, first.columns), dtype=np.int16)
+    shape = (first.columns, first.rows) if grid.transpose else (first.rows, first.columns)
+    out = np.empty((len(grid.instances), *shape), dtype=np.int16)
     for index in range(len(grid.instances)):
         out[index] = _source_plane(grid, index)
     return out

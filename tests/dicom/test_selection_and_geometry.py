@@ -146,12 +146,23 @@ def test_without_shear_correction_the_bleed_would_be_misplaced(series, write, bl
     assert np.linalg.norm(centroid - bleed.centre) > 3.0
 
 
-def test_flipped_in_plane_orientation_is_made_radiological(series, write) -> None:
+@pytest.mark.parametrize(
+    "orientation",
+    [
+        (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0),  # both in-plane axes mirrored
+        (0.0, 1.0, 0.0, 1.0, 0.0, 0.0),  # rotated: rows run posterior, columns left
+        (0.0, -1.0, 0.0, 1.0, 0.0, 0.0),  # rotated by 90 degrees the other way
+    ],
+)
+def test_in_plane_orientation_is_made_radiological(series, write, bleed, orientation) -> None:
     reference = load(write(series()))
-    flipped = load(write(series(orientation=(-1.0, 0.0, 0.0, 0.0, -1.0, 0.0))))
-    # Normal (-x) x (-y) = +z: same stacking direction, both in-plane axes reversed on disk.
-    assert np.allclose(flipped.affine, reference.affine, atol=1e-3)
-    assert np.abs(flipped.hu.astype(int) - reference.hu).max() <= 1
+    # The writer stacks along the normal; start where the reference ends if it points down.
+    downwards = np.cross(orientation[:3], orientation[3:])[2] < 0
+    odd = load(write(series(orientation=orientation, first_z_mm=30.0 if downwards else -25.0)))
+    assert np.allclose(odd.affine, reference.affine, atol=1e-3)
+    assert np.abs(odd.hu.astype(int) - reference.hu).max() <= 1
+    centroid, _ = bleed_centroid_and_volume(odd)
+    assert np.linalg.norm(centroid - bleed.centre) < 2.5
 
 
 def test_slice_order_is_inferior_to_superior_even_if_acquired_downwards(
