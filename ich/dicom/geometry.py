@@ -68,24 +68,32 @@ class SliceGrid:
         )
 
 
+def spacing_tolerance(spacing: float) -> float:
+    """Differences between slice distances below this are position jitter, not unevenness."""
+    return max(0.05, 0.05 * spacing)
+
+
+def _common_clusters(diffs: np.ndarray) -> list[np.ndarray]:
+    """Groups of similar slice distances, each shared by a fifth of the distances or more."""
+    values = np.sort(diffs[diffs > DUPLICATE_TOLERANCE_MM])
+    clusters: list[list[float]] = []
+    for value in values:
+        if clusters and value - clusters[-1][0] <= spacing_tolerance(clusters[-1][0]):
+            clusters[-1].append(float(value))
+        else:
+            clusters.append([float(value)])
+    support = max(2, 0.2 * len(diffs)) if len(diffs) > 2 else 1
+    return [np.array(c) for c in clusters if len(c) >= support]
+
+
 def nominal_spacing(diffs: np.ndarray) -> float:
-    """The series' regular spacing: the smallest spacing shared by a fifth of the gaps or more.
+    """The series' regular spacing: the smallest distance shared by a fifth of the slices or more.
 
     A median would be pulled up by the 7 mm half of a 4/7 mm two-part acquisition, or by gaps;
     the smallest common spacing keeps every acquired slice on the grid.
     """
-    rounded = np.round(diffs, 2)
-    values = np.unique(rounded)
-    tolerance = np.maximum(0.02, 0.02 * values)
-    support = np.array(
-        [(np.abs(rounded - v) <= t).sum() for v, t in zip(values, tolerance, strict=True)]
-    )
-    common = values[support >= max(2, 0.2 * len(diffs))] if len(diffs) > 2 else values
-    common = common[common > DUPLICATE_TOLERANCE_MM]
-    if len(common) == 0:
-        return float(np.median(diffs))
-    best = common.min()
-    return float(diffs[np.abs(rounded - best) <= max(0.02, 0.02 * best)].mean())
+    common = _common_clusters(diffs)
+    return float(common[0].mean()) if common else float(np.median(diffs))
 
 
 def _keep_latest(group: list[int], instances: Sequence[InstanceHeader]) -> int:
@@ -123,9 +131,16 @@ def _warn(warnings: list[IngestionWarning], code: str, message: str) -> None:
 def _describe_irregular(
     diffs: np.ndarray, spacing: float, warnings: list[IngestionWarning]
 ) -> None:
-    tolerance = max(0.02, 0.02 * spacing)
+    """Warn about missing slices (rare gaps of whole spacings) and uneven spacing (the rest)."""
+    tolerance = spacing_tolerance(spacing)
+    common = _common_clusters(diffs)
+    regular = np.zeros(len(diffs), dtype=bool)
+    for cluster in common:
+        regular |= (diffs >= cluster.min()) & (diffs <= cluster.max())
     multiples = np.round(diffs / spacing)
-    missing_gap = (multiples >= 2) & (np.abs(diffs - multiples * spacing) <= tolerance * multiples)
+    missing_gap = (
+        (multiples >= 2) & (np.abs(diffs - multiples * spacing) <= tolerance * multiples) & ~regular
+    )
     uneven = (np.abs(diffs - spacing) > tolerance) & ~missing_gap
     if missing_gap.any():
         count = int((multiples[missing_gap] - 1).sum())
@@ -168,6 +183,8 @@ def plan_grid(instances: Sequence[InstanceHeader], policy: SelectionPolicy) -> S
     row = np.asarray(orientation[:3], float)
     col = np.asarray(orientation[3:], float)
     row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
+    col = col - (col @ row) * row  # exact orthogonality against rounding in the header
+    col /= np.linalg.norm(col)
 
     if first.pixel_spacing is None:
         dy = dx = policy.fallback_pixel_spacing_mm
@@ -255,7 +272,7 @@ def plan_grid(instances: Sequence[InstanceHeader], policy: SelectionPolicy) -> S
                 "are missing and volumes would be wrong. Send the complete series."
             )
         spacing = nominal_spacing(diffs)
-        if np.all(np.abs(diffs - spacing) <= max(0.02, 0.02 * spacing)):
+        if np.all(np.abs(diffs - spacing) <= spacing_tolerance(spacing)):
             grid = positions.copy()
             spacing = float(positions[-1] / (len(positions) - 1))
         else:

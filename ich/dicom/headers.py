@@ -8,6 +8,7 @@ DICOMDIRs alongside the images, and none of that should stop an analysis.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -98,6 +99,19 @@ def _vector(ds: Dataset, keyword: str, length: int) -> tuple[float, ...] | None:
     return vector if len(vector) == length else None
 
 
+def _orientation(ds: Dataset) -> tuple[float, ...] | None:
+    """ImageOrientationPatient when it holds two near-unit, near-orthogonal vectors."""
+    iop = _vector(ds, "ImageOrientationPatient", 6)
+    if iop is None:
+        return None
+    row, col = iop[:3], iop[3:]
+    norms = [math.sqrt(sum(v * v for v in vec)) for vec in (row, col)]
+    dot = sum(a * b for a, b in zip(row, col, strict=True))
+    if not all(0.9 < n < 1.1 for n in norms) or abs(dot) > 0.1:
+        return None
+    return iop
+
+
 def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         spacing = _vector(ds, keyword, 2)
@@ -107,7 +121,7 @@ def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
 
 
 def _expected_native_bytes(ds: Dataset) -> int:
-    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    rows, cols = int(_number(ds, "Rows", int) or 0), int(_number(ds, "Columns", int) or 0)
     frames = int(_number(ds, "NumberOfFrames", int) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     bits = int(ds.get("BitsAllocated", 16) or 16)
@@ -130,10 +144,14 @@ def read_header(source: DicomSource) -> InstanceHeader | Skipped:
     """The header of one candidate file, or the reason it is not an image to use."""
     try:
         ds, pixel_bytes = _parse(source)
+        return _header(source, ds, pixel_bytes)
     except InvalidDicomError:
         return Skipped(source.name, "not a DICOM file")
     except Exception as exc:  # pydicom raises many types on corrupt input
         return Skipped(source.name, f"unreadable DICOM ({type(exc).__name__}: {exc})", True)
+
+
+def _header(source: DicomSource, ds: Dataset, pixel_bytes: int) -> InstanceHeader | Skipped:
 
     meta = getattr(ds, "file_meta", Dataset())
     sop_class = _text(ds, "SOPClassUID") or _text(meta, "MediaStorageSOPClassUID")
@@ -141,7 +159,8 @@ def read_header(source: DicomSource) -> InstanceHeader | Skipped:
         return Skipped(source.name, "DICOMDIR (media directory), not an image")
     if not sop_class and "SOPInstanceUID" not in ds and "Rows" not in ds:
         return Skipped(source.name, "not a DICOM file")
-    if "Rows" not in ds or "Columns" not in ds:
+    rows, columns = _number(ds, "Rows", int), _number(ds, "Columns", int)
+    if not rows or not columns:
         kind = UID(sop_class).name if sop_class else "object without pixel data"
         if "Image Storage" in kind:
             return Skipped(
@@ -151,11 +170,15 @@ def read_header(source: DicomSource) -> InstanceHeader | Skipped:
             )
         return Skipped(source.name, f"non-image object ({kind})")
 
-    transfer_syntax = _text(meta, "TransferSyntaxUID") or pydicom.uid.ImplicitVRLittleEndian
-    if not UID(transfer_syntax).is_compressed and pixel_bytes < _expected_native_bytes(ds):
+    transfer_syntax = UID(_text(meta, "TransferSyntaxUID") or pydicom.uid.ImplicitVRLittleEndian)
+    # Native pixel data must be all there (less its 8-byte element header). Deflated files are
+    # inflated into pydicom's own buffer, so the file position says nothing about them.
+    expected = _expected_native_bytes(ds)
+    native = not (transfer_syntax.is_compressed or transfer_syntax.is_deflated)
+    if native and pixel_bytes - 8 < expected:
         return Skipped(
             source.name,
-            f"truncated: {max(pixel_bytes, 0)} of {_expected_native_bytes(ds)} pixel bytes present",
+            f"truncated: {max(pixel_bytes - 8, 0)} of {expected} pixel bytes present",
             True,
         )
 
@@ -170,13 +193,13 @@ def read_header(source: DicomSource) -> InstanceHeader | Skipped:
         series_description=_text(ds, "SeriesDescription"),
         modality=_text(ds, "Modality").upper(),
         image_type=tuple(v.strip().upper() for v in _text(ds, "ImageType").split("\\") if v),
-        orientation=_vector(ds, "ImageOrientationPatient", 6),
+        orientation=_orientation(ds),
         position=_vector(ds, "ImagePositionPatient", 3),
         pixel_spacing=_pixel_spacing(ds),
         slice_thickness=_number(ds, "SliceThickness", float),
         spacing_between_slices=_number(ds, "SpacingBetweenSlices", float),
-        rows=int(ds.Rows),
-        columns=int(ds.Columns),
+        rows=int(rows),
+        columns=int(columns),
         samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
         number_of_frames=int(_number(ds, "NumberOfFrames", int) or 1),
         kernel=_text(ds, "ConvolutionKernel"),

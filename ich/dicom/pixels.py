@@ -21,14 +21,24 @@ AIR_HU = -1024
 MAX_HU = 3071
 
 
+def _as_stored(value: int, stored: np.ndarray) -> int:
+    """A padding value read as SS or US, reinterpreted in the pixel data's own signedness."""
+    bits = stored.dtype.itemsize * 8
+    wrapped = int(value) % (1 << bits)
+    if stored.dtype.kind == "i" and wrapped >= 1 << (bits - 1):
+        wrapped -= 1 << bits
+    return wrapped
+
+
 def _padding_mask(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray | None:
     value = ds.get("PixelPaddingValue")
-    if value is None:
+    if value is None or value == "":
         return None
+    value = _as_stored(value, stored)
     limit = ds.get("PixelPaddingRangeLimit")
-    if limit is None:
+    if limit is None or limit == "":
         return stored == value
-    low, high = sorted((int(value), int(limit)))
+    low, high = sorted((value, _as_stored(limit, stored)))
     return (stored >= low) & (stored <= high)
 
 

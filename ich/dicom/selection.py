@@ -180,7 +180,10 @@ def _raise_for_none(candidates: Sequence[Candidate], policy: SelectionPolicy) ->
             f"No {'/'.join(policy.modalities)} images in the input (modalities found: "
             f"{', '.join(found)}). Send the non-contrast head CT series."
         )
-    axial = [c for c in accepted if Why.ORIENTATION not in c.why]
+    # Screen captures, localizers and the like must not hide the real problem of the images.
+    plain = [c for c in accepted if Why.OTHER not in c.why] or accepted
+    oriented = [c for c in plain if c.series.first.orientation is not None] or plain
+    axial = [c for c in oriented if Why.ORIENTATION not in c.why]
     if not axial:
         raise NoAxialSeriesError(
             "No axial CT series in the input; only "

@@ -81,7 +81,11 @@ def _decode_all(grid: SliceGrid) -> np.ndarray:
 
 
 def _resample_z(sources: np.ndarray, grid: SliceGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Linear interpolation of the source planes onto the grid positions."""
+    """Linear interpolation of the source planes onto the grid positions.
+
+    A grid plane past the last source slice (at most half a spacing) takes that slice's values
+    and is marked as not a source plane.
+    """
     positions = grid.source_positions_mm
     spacing = grid.spacing_mm[0]
     out = np.empty((len(grid.grid_positions_mm), *sources.shape[1:]), dtype=np.int16)
@@ -93,7 +97,7 @@ def _resample_z(sources: np.ndarray, grid: SliceGrid) -> tuple[np.ndarray, np.nd
         gap = positions[upper] - positions[lower]
         weight = float(np.clip((q - positions[lower]) / gap, 0.0, 1.0))
         nearest[k] = lower if weight < 0.5 else upper
-        if min(weight, 1 - weight) * gap < _SAME_PLANE * spacing:
+        if abs(q - positions[nearest[k]]) < _SAME_PLANE * spacing:
             out[k] = sources[nearest[k]]
             exact[k] = True
         else:

@@ -172,6 +172,8 @@ def write_series(phantom: Phantom, spec: SeriesSpec, study: StudyInfo) -> list[D
         ds.PixelData = _stored(hu, spec).tobytes()
         if UID(spec.transfer_syntax).is_compressed:
             ds.compress(spec.transfer_syntax)
+        else:
+            ds.file_meta.TransferSyntaxUID = spec.transfer_syntax
         datasets.append(ds)
     return datasets
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLSLossless,
     RLELossless,
@@ -344,3 +346,91 @@ def test_policy_can_name_the_series(series, write) -> None:
     assert inspect(folder).selected_series_uid == soft[0].SeriesInstanceUID
     chosen = inspect(folder, SelectionPolicy(series_uid=bone[0].SeriesInstanceUID))
     assert chosen.selected_series_uid == bone[0].SeriesInstanceUID
+
+
+# --- robustness against headers that bend the standard ----------------------------------------
+
+
+def test_padding_value_in_the_other_signedness(series, write) -> None:
+    from pydicom.dataelem import DataElement
+
+    datasets = series(slices=6)
+    reference = load(write(datasets))
+    for ds in datasets:  # the same bytes, declared unsigned, padding written as SS
+        ds.PixelRepresentation = 0
+        ds["PixelPaddingValue"] = DataElement(0x00280120, "SS", -2000)
+    volume = load(write(datasets))
+    assert volume.hu.max() < 3071  # padding did not turn into bone
+    assert np.array_equal(volume.hu, reference.hu)
+
+
+def test_degenerate_orientation_is_treated_as_missing(series, write) -> None:
+    datasets = series(slices=6)
+    for ds in datasets:
+        ds.ImageOrientationPatient = [0, 0, 0, 0, 0, 0]
+    volume = load(write(datasets))
+    assert "orientation_missing" in codes(volume.warnings)
+
+
+def test_empty_rows_is_an_unreadable_note_not_a_crash(series) -> None:
+    ds = series(slices=1)[0]
+    ds.Rows = None
+    result = scan([("ok.dcm", to_bytes(series(slices=1)[0])), ("bad.dcm", to_bytes(ds))])
+    assert [s.name for s in result.skipped] == ["bad.dcm"]
+
+
+@pytest.mark.parametrize("syntax", [DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_deflated_and_implicit_syntaxes(series, write, syntax) -> None:
+    reference = load(write(series(slices=6)))
+    assert np.array_equal(load(write(series(slices=6, transfer_syntax=syntax))).hu, reference.hu)
+
+
+def test_plane_past_the_last_slice_is_not_marked_as_source(series, write) -> None:
+    datasets = series(slices=11)
+    last = datasets[-1]
+    x, y, z = (float(v) for v in last.ImagePositionPatient)
+    last.ImagePositionPatient = [x, y, z + 3.5]
+    volume = load(write(datasets))
+    assert "uneven_spacing" in codes(volume.warnings)
+    assert volume.shape[0] == 12 and not volume.plane_is_source[-1]
+    assert volume.plane_is_source[:10].all()
+
+
+def test_two_part_acquisition_is_uneven_not_missing(series, write) -> None:
+    fine = series(slices=8, table_increment_mm=2.5, first_z_mm=-30.0)
+    coarse = series(slices=8, table_increment_mm=5.0, first_z_mm=-30.0 + 8 * 2.5)
+    for ds in coarse:
+        ds.SeriesInstanceUID = fine[0].SeriesInstanceUID
+    volume = load(write(fine + coarse))
+    assert codes(volume.warnings) == {"uneven_spacing"}
+    assert volume.spacing_mm[0] == pytest.approx(2.5, abs=0.01)
+
+
+def test_position_jitter_is_not_unevenness(series, write) -> None:
+    datasets = series()
+    rng = np.random.default_rng(0)
+    for ds in datasets:
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y, z + rng.uniform(-0.05, 0.05)]
+    volume = load(write(datasets))
+    assert not volume.warnings
+    assert volume.plane_is_source.all()
+
+
+def test_screen_capture_does_not_hide_the_real_problem(series, write) -> None:
+    from pydicom.uid import SecondaryCaptureImageStorage
+
+    from ich.phantom.series_writer import new_instance
+
+    capture = new_instance(SecondaryCaptureImageStorage)
+    capture.update({"Modality": "CT", "StudyInstanceUID": series(slices=1)[0].StudyInstanceUID})
+    capture.SeriesInstanceUID = generate_uid()
+    capture.Rows = capture.Columns = 8
+    capture.SamplesPerPixel, capture.PhotometricInterpretation = 3, "RGB"
+    capture.BitsAllocated = capture.BitsStored = 8
+    capture.HighBit, capture.PixelRepresentation, capture.PlanarConfiguration = 7, 0, 0
+    capture.PixelData = bytes(8 * 8 * 3)
+    with pytest.raises(TooFewSlicesError):
+        load(write([*series(slices=3), capture]))
+    with pytest.raises(NoAxialSeriesError):
+        load(write([*series(slices=8, orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0)), capture]))
