@@ -7,6 +7,7 @@ everything without raising on bad input, for ``ich inspect``.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +19,10 @@ from ich.dicom.selection import Candidate, choose, evaluate
 from ich.dicom.series import Series, group_series
 from ich.dicom.sources import InputItem, InputLimits, iter_sources
 from ich.dicom.volume import Volume, load_volume
+from ich.logs import uid_digest
 from ich.schema import IngestionWarning, InspectionReport, Problem, SkippedFile
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,21 @@ def select(result: Scan, policy: SelectionPolicy | None = None) -> Selection:
     """
     policy = policy or SelectionPolicy()
     candidates = tuple(evaluate(series, policy) for series in result.series)
-    chosen = choose(candidates, policy)
+    try:
+        chosen = choose(candidates, policy)
+    except DicomInputError as exc:
+        log.info("no series selected among %d: %s", len(candidates), exc.code)
+        raise
     warnings = (*_scan_warnings(result, chosen), *chosen.series.warnings, *chosen.grid.warnings)
+    log.info(
+        "selected series %s of study %s: %d slices, %d of %d series eligible, warnings %s",
+        uid_digest(chosen.series.series_uid),
+        uid_digest(chosen.series.study_uid),
+        len(chosen.grid.instances),
+        sum(c.summary.eligible for c in candidates),
+        len(candidates),
+        ",".join(w.code for w in warnings) or "none",
+    )
     return Selection(result, candidates, chosen, warnings)
 
 
