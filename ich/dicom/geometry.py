@@ -160,21 +160,40 @@ def _describe_irregular(
         )
 
 
-def plan_grid(instances: Sequence[InstanceHeader], policy: SelectionPolicy) -> SliceGrid:
-    """Order, check and place the slices of one stack on a uniform orthogonal grid.
+_APPROXIMATE = {
+    "orientation_missing",
+    "pixel_spacing_missing",
+    "positions_missing",
+    "slice_spacing_missing",
+}
+"""Warnings that mean a default replaced a missing tag, so volumes are approximate."""
 
-    Raises:
-        SeriesGeometryError: a gap between neighbouring slices exceeds ``policy.max_gap_mm``,
-            or the slices have no usable spacing.
-    """
-    warnings: list[IngestionWarning] = []
-    approximate = False
-    first = instances[0]
 
+@dataclass(frozen=True)
+class _Axes:
+    """In-plane axes after making the orientation radiological, and how the pixels must move."""
+
+    row: np.ndarray
+    col: np.ndarray
+    dy: float
+    dx: float
+    transpose: bool
+    flip_rows: bool
+    flip_columns: bool
+    corner: np.ndarray
+    """Offset from the stored first pixel to the first pixel after flipping."""
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.row, self.col)
+
+
+def _axes(
+    first: InstanceHeader, policy: SelectionPolicy, warnings: list[IngestionWarning]
+) -> _Axes:
     orientation = first.orientation
     if orientation is None:
         orientation = _STANDARD_AXIAL
-        approximate = True
         _warn(
             warnings,
             "orientation_missing",
@@ -182,13 +201,12 @@ def plan_grid(instances: Sequence[InstanceHeader], policy: SelectionPolicy) -> S
         )
     row = np.asarray(orientation[:3], float)
     col = np.asarray(orientation[3:], float)
-    row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
-    col = col - (col @ row) * row  # exact orthogonality against rounding in the header
+    row /= np.linalg.norm(row)
+    col -= (col @ row) * row  # exact orthogonality despite rounding in the header
     col /= np.linalg.norm(col)
 
     if first.pixel_spacing is None:
         dy = dx = policy.fallback_pixel_spacing_mm
-        approximate = True
         _warn(
             warnings,
             "pixel_spacing_missing",
@@ -211,31 +229,109 @@ def plan_grid(instances: Sequence[InstanceHeader], policy: SelectionPolicy) -> S
     if flip_rows:
         corner += (rows - 1) * dy * col
         col = -col
-    normal = np.cross(row, col)
+    return _Axes(row, col, float(dy), float(dx), transpose, flip_rows, flip_columns, corner)
 
-    n = len(instances)
-    fallback_dz = first.spacing_between_slices or first.slice_thickness
+
+def _origins(
+    instances: Sequence[InstanceHeader],
+    axes: _Axes,
+    policy: SelectionPolicy,
+    warnings: list[IngestionWarning],
+) -> np.ndarray:
+    """Each slice's first-pixel position (LPS), synthesized along the normal when missing."""
     if all(inst.position is not None for inst in instances):
-        origins = np.array([inst.position for inst in instances], float) + corner
-        d = origins @ normal
+        return np.array([inst.position for inst in instances], float) + axes.corner
+    first = instances[0]
+    dz = first.spacing_between_slices or first.slice_thickness or policy.fallback_slice_spacing_mm
+    numbers = [inst.instance_number for inst in instances]
+    if all(num is not None for num in numbers):
+        d, how = np.array(numbers, float) * dz, "InstanceNumber"
     else:
-        approximate = True
-        dz = fallback_dz or policy.fallback_slice_spacing_mm
-        numbers = [inst.instance_number for inst in instances]
-        if all(num is not None for num in numbers):
-            d = np.array(numbers, float) * dz
-            how = "InstanceNumber"
-        else:
-            d = np.arange(n, dtype=float) * dz
-            how = "input order"
-        _warn(
-            warnings,
-            "positions_missing",
-            f"ImagePositionPatient is missing; slices ordered by {how} at {dz} mm spacing. "
-            "Volumes are approximate.",
-        )
-        origins = d[:, None] * normal
+        d, how = np.arange(len(instances), dtype=float) * dz, "input order"
+    _warn(
+        warnings,
+        "positions_missing",
+        f"ImagePositionPatient is missing; slices ordered by {how} at {dz} mm spacing. "
+        "Volumes are approximate.",
+    )
+    return d[:, None] * axes.normal
 
+
+def _z_grid(
+    positions: np.ndarray,
+    instances: Sequence[InstanceHeader],
+    policy: SelectionPolicy,
+    warnings: list[IngestionWarning],
+) -> tuple[np.ndarray, float]:
+    """Output plane positions and their spacing; refuses gaps wider than the policy allows."""
+    if len(positions) == 1:
+        first = instances[0]
+        spacing = first.spacing_between_slices or first.slice_thickness
+        if not spacing:
+            spacing = policy.fallback_slice_spacing_mm
+            _warn(
+                warnings,
+                "slice_spacing_missing",
+                f"A single slice without SliceThickness; assumed {spacing} mm. Volumes are "
+                "approximate.",
+            )
+        return positions.copy(), float(spacing)
+    diffs = np.diff(positions)
+    if diffs.max() > policy.max_gap_mm:
+        where = int(np.argmax(diffs))
+        raise SeriesGeometryError(
+            f"A gap of {diffs[where]:.1f} mm between slices {instances[where].name} and "
+            f"{instances[where + 1].name} exceeds {policy.max_gap_mm} mm: slices are missing and "
+            "volumes would be wrong. Send the complete series."
+        )
+    spacing = nominal_spacing(diffs)
+    if np.all(np.abs(diffs - spacing) <= spacing_tolerance(spacing)):
+        return positions.copy(), float(positions[-1] / (len(positions) - 1))
+    _describe_irregular(diffs, spacing, warnings)
+    return np.arange(round(positions[-1] / spacing) + 1) * spacing, spacing
+
+
+def _shear(
+    origins: np.ndarray,
+    axes: _Axes,
+    spacing: float,
+    gantry_tag: float | None,
+    warnings: list[IngestionWarning],
+) -> tuple[np.ndarray, float, float | None]:
+    """Per-slice in-plane shifts that undo gantry tilt, the tilt angle and the table increment."""
+    normal = axes.normal
+    offsets = origins - origins[0]
+    in_plane = offsets - np.outer(offsets @ normal, normal)
+    shifts = np.stack([in_plane @ axes.col / axes.dy, in_plane @ axes.row / axes.dx], axis=1)
+    length = float(np.linalg.norm(offsets[-1]))
+    tilt = math.degrees(math.acos(min(1.0, abs(offsets[-1] @ normal) / length))) if length else 0.0
+    steps = np.linalg.norm(np.diff(origins, axis=0), axis=1)
+    increment = float(np.median(steps)) if len(steps) else None
+    if np.abs(shifts).max() <= SHEAR_TOLERANCE_PX:
+        return np.zeros_like(shifts), tilt, increment
+    tag = f" (GantryDetectorTilt {gantry_tag:g})" if gantry_tag else ""
+    _warn(
+        warnings,
+        "gantry_tilt_corrected",
+        f"Gantry tilt of {tilt:.1f} degrees{tag}: slices shear-corrected onto an orthogonal grid "
+        f"(largest in-plane shift {np.abs(shifts).max():.1f} px); slice spacing {spacing:.3f} mm "
+        f"is measured perpendicular to the slices, the table moved {increment:.3f} mm per slice "
+        "(median).",
+    )
+    return shifts, tilt, increment
+
+
+def plan_grid(instances: Sequence[InstanceHeader], policy: SelectionPolicy) -> SliceGrid:
+    """Order, check and place the slices of one stack on a uniform orthogonal grid.
+
+    Raises:
+        SeriesGeometryError: a gap between neighbouring slices exceeds ``policy.max_gap_mm``.
+    """
+    warnings: list[IngestionWarning] = []
+    first = instances[0]
+    axes = _axes(first, policy, warnings)
+    origins = _origins(instances, axes, policy, warnings)
+    d = origins @ axes.normal
     order, dropped = _dedupe(np.argsort(d, kind="stable"), d, instances)
     if dropped:
         _warn(
@@ -248,82 +344,26 @@ def plan_grid(instances: Sequence[InstanceHeader], policy: SelectionPolicy) -> S
     sorted_instances = tuple(instances[i] for i in order)
     origins = origins[order]
     positions = d[order] - d[order[0]]
-
-    if len(order) == 1:
-        if fallback_dz:
-            spacing = float(fallback_dz)
-        else:
-            spacing = policy.fallback_slice_spacing_mm
-            approximate = True
-            _warn(
-                warnings,
-                "slice_spacing_missing",
-                f"A single slice without SliceThickness; assumed {spacing} mm. Volumes are "
-                "approximate.",
-            )
-        grid = positions.copy()
-    else:
-        diffs = np.diff(positions)
-        if diffs.max() > policy.max_gap_mm:
-            where = int(np.argmax(diffs))
-            raise SeriesGeometryError(
-                f"A gap of {diffs[where]:.1f} mm between slices {sorted_instances[where].name} "
-                f"and {sorted_instances[where + 1].name} exceeds {policy.max_gap_mm} mm: slices "
-                "are missing and volumes would be wrong. Send the complete series."
-            )
-        spacing = nominal_spacing(diffs)
-        if np.all(np.abs(diffs - spacing) <= spacing_tolerance(spacing)):
-            grid = positions.copy()
-            spacing = float(positions[-1] / (len(positions) - 1))
-        else:
-            _describe_irregular(diffs, spacing, warnings)
-            grid = np.arange(round(positions[-1] / spacing) + 1) * spacing
-
-    # Gantry tilt: the in-plane part of each slice's offset from the first.
-    offsets = origins - origins[0]
-    in_plane = offsets - np.outer(offsets @ normal, normal)
-    shifts = np.stack([in_plane @ col / dy, in_plane @ row / dx], axis=1)
-    stack_length = float(np.linalg.norm(offsets[-1]))
-    tilt = (
-        math.degrees(math.acos(min(1.0, abs(offsets[-1] @ normal) / stack_length)))
-        if stack_length > 0
-        else 0.0
-    )
-    table_increment = (
-        float(np.median(np.linalg.norm(np.diff(origins, axis=0), axis=1)))
-        if len(origins) > 1
-        else None
-    )
-    if np.abs(shifts).max() > SHEAR_TOLERANCE_PX:
-        tag = f" (GantryDetectorTilt {first.gantry_tilt:g})" if first.gantry_tilt else ""
-        _warn(
-            warnings,
-            "gantry_tilt_corrected",
-            f"Gantry tilt of {tilt:.1f} degrees{tag}: slices shear-corrected onto an orthogonal "
-            f"grid (largest in-plane shift {np.abs(shifts).max():.1f} px); slice spacing "
-            f"{spacing:.3f} mm is measured perpendicular to the slices, the table moved "
-            f"{table_increment:.3f} mm per slice.",
-        )
-    else:
-        shifts = np.zeros_like(shifts)
+    grid, spacing = _z_grid(positions, sorted_instances, policy, warnings)
+    shifts, tilt, increment = _shear(origins, axes, spacing, first.gantry_tilt, warnings)
 
     affine = np.eye(4)
-    affine[:3, 0] = normal * spacing
-    affine[:3, 1] = col * dy
-    affine[:3, 2] = row * dx
+    affine[:3, 0] = axes.normal * spacing
+    affine[:3, 1] = axes.col * axes.dy
+    affine[:3, 2] = axes.row * axes.dx
     affine[:3, 3] = origins[0]
     return SliceGrid(
         instances=sorted_instances,
         source_positions_mm=positions,
         grid_positions_mm=grid,
-        spacing_mm=(spacing, float(dy), float(dx)),
+        spacing_mm=(spacing, axes.dy, axes.dx),
         affine=affine,
         shifts_px=shifts,
-        transpose=transpose,
-        flip_rows=flip_rows,
-        flip_columns=flip_columns,
+        transpose=axes.transpose,
+        flip_rows=axes.flip_rows,
+        flip_columns=axes.flip_columns,
         tilt_deg=tilt,
-        table_increment_mm=table_increment,
-        approximate=approximate,
+        table_increment_mm=increment,
+        approximate=any(w.code in _APPROXIMATE for w in warnings),
         warnings=tuple(warnings),
     )
