@@ -10,7 +10,13 @@ import pytest
 from pydicom.dataset import Dataset
 
 from ich.phantom.ellipsoid_head import Ellipsoid, EllipsoidHead
-from ich.phantom.series_writer import SeriesSpec, StudyInfo, to_bytes, write_series
+from ich.phantom.series_writer import (
+    SeriesSpec,
+    StudyInfo,
+    to_bytes,
+    write_enhanced_series,
+    write_series,
+)
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
@@ -51,6 +57,16 @@ def series(phantom: EllipsoidHead, study: StudyInfo) -> Callable[..., list[Datas
 
     def build(in_study: StudyInfo | None = None, **overrides: object) -> list[Dataset]:
         return write_series(phantom, replace(SMALL, **overrides), in_study or study)
+
+    return build
+
+
+@pytest.fixture
+def enhanced(phantom: EllipsoidHead, study: StudyInfo) -> Callable[..., Dataset]:
+    """The same series as ``series(**overrides)``, as one Enhanced CT multi-frame instance."""
+
+    def build(**overrides: object) -> Dataset:
+        return write_enhanced_series(phantom, replace(SMALL, **overrides), study)
 
     return build
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -63,10 +63,14 @@ class InstanceHeader:
     acquisition_number: int | None
     transfer_syntax_uid: str
     manufacturer: str
+    frame: int | None = None
+    """0-based frame of a multi-frame (Enhanced CT) instance; None for a single-frame image."""
+    rescale: tuple[float, float] | None = None
+    """(slope, intercept) from the frame's functional groups; None: the dataset's own tags."""
 
     @property
     def name(self) -> str:
-        return self.source.name
+        return self.source.name if self.frame is None else f"{self.source.name}[{self.frame + 1}]"
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -112,6 +116,15 @@ def _orientation(ds: Dataset) -> tuple[float, ...] | None:
     return iop
 
 
+def _contrast_agent(ds: Dataset) -> str:
+    """ContrastBolusAgent, or the coded agent that Enhanced CT uses instead."""
+    agent = _text(ds, "ContrastBolusAgent")
+    coded = ds.get("ContrastBolusAgentSequence")
+    if not agent and coded:
+        agent = str(coded[0].get("CodeMeaning", "") or "coded contrast agent")
+    return agent
+
+
 def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         spacing = _vector(ds, keyword, 2)
@@ -140,11 +153,66 @@ def _parse(source: DicomSource) -> tuple[Dataset, int]:
         return ds, source.size - fh.tell()
 
 
-def read_header(source: DicomSource) -> InstanceHeader | Skipped:
-    """The header of one candidate file, or the reason it is not an image to use."""
+_FUNCTIONAL_GROUPS = {
+    "PlanePositionSequence": ("ImagePositionPatient",),
+    "PlaneOrientationSequence": ("ImageOrientationPatient",),
+    "PixelMeasuresSequence": ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices"),
+    "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept"),
+    "CTReconstructionSequence": ("ConvolutionKernel",),
+}
+"""Functional group macros of Enhanced CT and the attributes each one carries."""
+
+
+def _frame_attributes(ds: Dataset, index: int) -> Dataset:
+    """The attributes of one frame: shared functional groups overlaid by its own."""
+    flat = Dataset()
+    groups = [*ds.get("SharedFunctionalGroupsSequence", [])[:1]]
+    groups.append(ds.PerFrameFunctionalGroupsSequence[index])
+    for group in groups:
+        for macro, keywords in _FUNCTIONAL_GROUPS.items():
+            items = group.get(macro)
+            if items:
+                for keyword in keywords:
+                    if keyword in items[0]:
+                        flat[keyword] = items[0][keyword]
+    return flat
+
+
+def _frames(header: InstanceHeader, ds: Dataset) -> list[InstanceHeader]:
+    """One header per frame of an Enhanced (multi-frame) CT instance."""
+    frames = []
+    for index in range(header.number_of_frames):
+        flat = _frame_attributes(ds, index)
+        slope, intercept = (
+            _number(flat, "RescaleSlope", float),
+            _number(flat, "RescaleIntercept", float),
+        )
+        frames.append(
+            replace(
+                header,
+                frame=index,
+                orientation=_orientation(flat) or header.orientation,
+                position=_vector(flat, "ImagePositionPatient", 3),
+                pixel_spacing=_pixel_spacing(flat) or header.pixel_spacing,
+                slice_thickness=_number(flat, "SliceThickness", float) or header.slice_thickness,
+                spacing_between_slices=_number(flat, "SpacingBetweenSlices", float),
+                kernel=_text(flat, "ConvolutionKernel") or header.kernel,
+                rescale=(slope or 1.0, intercept or 0.0) if intercept is not None else None,
+            )
+        )
+    return frames
+
+
+def read_header(source: DicomSource) -> list[InstanceHeader] | Skipped:
+    """The image headers of one candidate file (one per frame), or why it is not used."""
     try:
         ds, pixel_bytes = _parse(source)
-        return _header(source, ds, pixel_bytes)
+        header = _header(source, ds, pixel_bytes)
+        if isinstance(header, Skipped):
+            return header
+        if header.number_of_frames > 1 and "PerFrameFunctionalGroupsSequence" in ds:
+            return _frames(header, ds)
+        return [header]
     except InvalidDicomError:
         return Skipped(source.name, "not a DICOM file")
     except Exception as exc:  # pydicom raises many types on corrupt input
@@ -203,7 +271,7 @@ def _header(source: DicomSource, ds: Dataset, pixel_bytes: int) -> InstanceHeade
         samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
         number_of_frames=int(_number(ds, "NumberOfFrames", int) or 1),
         kernel=_text(ds, "ConvolutionKernel"),
-        contrast_agent=_text(ds, "ContrastBolusAgent"),
+        contrast_agent=_contrast_agent(ds),
         contrast_route=_text(ds, "ContrastBolusRoute"),
         gantry_tilt=_number(ds, "GantryDetectorTilt", float),
         instance_number=_number(ds, "InstanceNumber", int),  # type: ignore[arg-type]

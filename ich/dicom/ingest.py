@@ -62,7 +62,10 @@ def scan(inputs: InputItem | Iterable[InputItem], limits: InputLimits | None = N
     skipped: list[Skipped] = []
     for source in sources:
         result = read_header(source)
-        (skipped if isinstance(result, Skipped) else headers).append(result)  # type: ignore[arg-type]
+        if isinstance(result, Skipped):
+            skipped.append(result)
+        else:
+            headers += result
     series, repeats = group_series(headers)
     skipped += repeats
     if not series:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pydicom
@@ -42,35 +43,49 @@ def _padding_mask(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray | None:
     return (stored >= low) & (stored <= high)
 
 
-def decode_hu(header: InstanceHeader) -> np.ndarray:
-    """One slice in HU (float32, rows x columns), padding set to air, clipped to [-1024, 3071].
+def decode_frames(headers: Sequence[InstanceHeader]) -> list[np.ndarray]:
+    """Slices of one file in HU (float32, rows x columns), padding set to air, clipped to
+    [-1024, 3071]. The file is read and decoded once, however many of its frames are asked for.
 
     Raises:
         PixelDataError: the pixel data is missing, truncated or in a syntax with no decoder.
     """
-    syntax = UID(header.transfer_syntax_uid)
+    first = headers[0]
+    syntax = UID(first.transfer_syntax_uid)
     try:
-        with header.source.open() as fh, warnings.catch_warnings():
+        with first.source.open() as fh, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(fh, force=True)
             stored = ds.pixel_array
     except Exception as exc:  # decoders raise a variety of types
         raise PixelDataError(
-            f"{header.name}: cannot decode its pixel data ({syntax.name}): {exc}. Re-send the "
-            "file, or export the series uncompressed."
+            f"{first.source.name}: cannot decode its pixel data ({syntax.name}): {exc}. Re-send "
+            "the file, or export the series uncompressed."
         ) from exc
-    if stored.shape != (header.rows, header.columns):
+    expected = (first.rows, first.columns)
+    if stored.shape[-2:] != expected or stored.ndim != (2 if first.frame is None else 3):
         raise PixelDataError(
-            f"{header.name}: pixel data has shape {stored.shape}, expected one "
-            f"{header.rows}x{header.columns} greyscale frame."
+            f"{first.source.name}: pixel data has shape {stored.shape}, expected "
+            f"{first.number_of_frames} greyscale frame(s) of {first.rows}x{first.columns}."
         )
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    hu = stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-    mask = _padding_mask(ds, stored)
-    if mask is not None:
-        hu[mask] = AIR_HU
-    return np.clip(hu, AIR_HU, MAX_HU, out=hu)
+    out = []
+    for header in headers:
+        frame = stored if header.frame is None else stored[header.frame]
+        slope, intercept = header.rescale or (
+            float(ds.get("RescaleSlope", 1) or 1),
+            float(ds.get("RescaleIntercept", 0) or 0),
+        )
+        hu = frame.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        mask = _padding_mask(ds, frame)
+        if mask is not None:
+            hu[mask] = AIR_HU
+        out.append(np.clip(hu, AIR_HU, MAX_HU, out=hu))
+    return out
+
+
+def decode_hu(header: InstanceHeader) -> np.ndarray:
+    """One slice in HU; see :func:`decode_frames`."""
+    return decode_frames([header])[0]
 
 
 def _take(image: np.ndarray, index: np.ndarray, axis: int, fill: float) -> np.ndarray:

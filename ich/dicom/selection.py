@@ -70,12 +70,12 @@ def _exclusions(series: Series, policy: SelectionPolicy) -> list[tuple[Why, str]
         )
     if first.samples_per_pixel != 1:
         out.append((Why.OTHER, "colour images (screen capture), not CT values"))
-    if first.number_of_frames > 1:
+    if first.number_of_frames > 1 and first.frame is None:
         out.append(
             (
                 Why.OTHER,
-                "multi-frame (enhanced) images are not supported; send the "
-                "classic single-frame CT series",
+                "multi-frame images without per-frame functional groups; send the "
+                "single-frame CT series",
             )
         )
     if "LOCALIZER" in first.image_type or _LOCALIZER_DESC.search(first.series_description.upper()):

@@ -71,15 +71,15 @@ def _describe_set_aside(main: list[InstanceHeader], rest: list[InstanceHeader]) 
 def group_series(headers: Iterable[InstanceHeader]) -> tuple[list[Series], list[Skipped]]:
     """Series in input order of first appearance; repeated SOP instances become skip notes."""
     by_series: dict[tuple[str, str], list[InstanceHeader]] = {}
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, int | None], str] = {}
     skipped: list[Skipped] = []
     for header in headers:
-        uid = header.sop_instance_uid
-        if uid and uid in seen:
-            skipped.append(Skipped(header.name, f"same SOP instance as {seen[uid]}"))
+        key = (header.sop_instance_uid, header.frame)
+        if header.sop_instance_uid and key in seen:
+            skipped.append(Skipped(header.name, f"same SOP instance as {seen[key]}"))
             continue
-        if uid:
-            seen[uid] = header.name
+        if header.sop_instance_uid:
+            seen[key] = header.name
         by_series.setdefault((header.study_uid, header.series_uid), []).append(header)
 
     series: list[Series] = []

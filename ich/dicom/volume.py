@@ -8,12 +8,13 @@ Instance UID it came from. :func:`load_volume` builds all of it from a planned
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from ich.dicom.geometry import SliceGrid
-from ich.dicom.pixels import decode_hu, shift_image
+from ich.dicom.pixels import decode_frames, shift_image
 from ich.schema import IngestionWarning
 
 _SAME_PLANE = 1e-3
@@ -35,6 +36,8 @@ class Volume:
     frame_of_reference_uid: str
     source_sop_instance_uids: tuple[str, ...]
     """The source slices, sorted like the grid."""
+    source_frame_numbers: tuple[int | None, ...]
+    """1-based frame of each source slice in a multi-frame instance; None for single-frame."""
     plane_source: np.ndarray
     """For each plane, the index of the nearest source slice."""
     plane_is_source: np.ndarray
@@ -57,8 +60,8 @@ class Volume:
         return kij @ self.affine[:3, :3].T + self.affine[:3, 3]
 
 
-def _source_plane(grid: SliceGrid, index: int) -> np.ndarray:
-    hu = decode_hu(grid.instances[index])
+def _canonical(hu: np.ndarray, grid: SliceGrid, index: int) -> np.ndarray:
+    """A decoded slice in the grid's in-plane orientation, tilt shear undone, as int16."""
     if grid.transpose:
         hu = hu.T
     if grid.flip_rows:
@@ -70,13 +73,20 @@ def _source_plane(grid: SliceGrid, index: int) -> np.ndarray:
 
 
 def _decode_all(grid: SliceGrid) -> np.ndarray:
-    # Sequential on purpose: the JPEG decoders hold the GIL, and threads measured no faster
-    # (bench/ingest.py).
+    """Every source slice, each file decoded once (a multi-frame file holds many slices).
+
+    Sequential on purpose: the JPEG decoders hold the GIL, and threads measured no faster.
+    """
     first = grid.instances[0]
     shape = (first.columns, first.rows) if grid.transpose else (first.rows, first.columns)
     out = np.empty((len(grid.instances), *shape), dtype=np.int16)
-    for index in range(len(grid.instances)):
-        out[index] = _source_plane(grid, index)
+    by_file: dict[int, list[int]] = defaultdict(list)
+    for index, header in enumerate(grid.instances):
+        by_file[id(header.source)].append(index)
+    for indices in by_file.values():
+        planes = decode_frames([grid.instances[i] for i in indices])
+        for index, hu in zip(indices, planes, strict=True):
+            out[index] = _canonical(hu, grid, index)
     return out
 
 
@@ -132,6 +142,9 @@ def load_volume(
         series_uid=series_uid,
         frame_of_reference_uid=grid.instances[0].frame_of_reference_uid,
         source_sop_instance_uids=tuple(i.sop_instance_uid for i in grid.instances),
+        source_frame_numbers=tuple(
+            None if i.frame is None else i.frame + 1 for i in grid.instances
+        ),
         plane_source=nearest,
         plane_is_source=exact,
         approximate=grid.approximate,

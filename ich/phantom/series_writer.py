@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import BytesIO
 
 import numpy as np
@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     UID,
     CTImageStorage,
+    EnhancedCTImageStorage,
     ExplicitVRLittleEndian,
     generate_uid,
 )
@@ -183,3 +184,57 @@ def to_bytes(ds: Dataset) -> bytes:
     buffer = BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def _item(**attributes: object) -> Dataset:
+    item = Dataset()
+    for keyword, value in attributes.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def write_enhanced_series(phantom: Phantom, spec: SeriesSpec, study: StudyInfo) -> Dataset:
+    """The same series as one Enhanced CT (multi-frame) instance with functional groups."""
+    frames = write_series(phantom, replace(spec, transfer_syntax=ExplicitVRLittleEndian), study)
+    first = frames[0]
+    ds = new_instance(EnhancedCTImageStorage)
+    for keyword in (
+        "PatientName", "PatientID", "AccessionNumber", "StudyDate", "StudyTime", "SeriesDate",
+        "SeriesTime", "ContentDate", "ContentTime", "StudyInstanceUID", "SeriesInstanceUID",
+        "FrameOfReferenceUID", "StudyID", "SeriesNumber", "Modality", "Manufacturer",
+        "SeriesDescription", "BodyPartExamined", "SamplesPerPixel", "PhotometricInterpretation",
+        "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+        "PixelPaddingValue", "GantryDetectorTilt", "KVP",
+    ):  # fmt: skip
+        if keyword in first:
+            setattr(ds, keyword, first.data_element(keyword).value)
+    ds.InstanceNumber = 1
+    ds.ImageType = [*spec.image_type[:3], "NONE"][:4]
+    ds.NumberOfFrames = len(frames)
+    ds.SharedFunctionalGroupsSequence = [
+        _item(
+            PixelMeasuresSequence=[
+                _item(PixelSpacing=first.PixelSpacing, SliceThickness=first.SliceThickness)
+            ],
+            PlaneOrientationSequence=[_item(ImageOrientationPatient=first.ImageOrientationPatient)],
+            PixelValueTransformationSequence=[
+                _item(
+                    RescaleIntercept=first.RescaleIntercept,
+                    RescaleSlope=first.RescaleSlope,
+                    RescaleType="HU",
+                )
+            ],
+            CTReconstructionSequence=[_item(ConvolutionKernel=spec.kernel)],
+        )
+    ]
+    ds.PerFrameFunctionalGroupsSequence = [
+        _item(
+            PlanePositionSequence=[_item(ImagePositionPatient=frame.ImagePositionPatient)],
+            FrameContentSequence=[_item(InStackPositionNumber=index + 1)],
+        )
+        for index, frame in enumerate(frames)
+    ]
+    ds.PixelData = b"".join(frame.PixelData for frame in frames)
+    if UID(spec.transfer_syntax).is_compressed:
+        ds.compress(spec.transfer_syntax)
+    return ds

@@ -434,3 +434,17 @@ def test_screen_capture_does_not_hide_the_real_problem(series, write) -> None:
         load(write([*series(slices=3), capture]))
     with pytest.raises(NoAxialSeriesError):
         load(write([*series(slices=8, orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0)), capture]))
+
+
+@pytest.mark.parametrize("tilt", [0.0, 15.0])
+def test_enhanced_multiframe_ct_equals_the_classic_series(series, enhanced, write, tilt) -> None:
+    classic = series(tilt_deg=tilt)
+    multiframe = enhanced(tilt_deg=tilt, transfer_syntax=RLELossless)
+    reference = load(write(classic))
+    volume = load(write([multiframe]))
+    assert np.array_equal(volume.hu, reference.hu)
+    assert np.allclose(volume.affine, reference.affine)
+    assert set(volume.source_sop_instance_uids) == {multiframe.SOPInstanceUID}
+    assert volume.source_frame_numbers == tuple(range(1, len(classic) + 1))
+    report = inspect(write([multiframe]))
+    assert report.series[0].eligible and report.series[0].images == len(classic)
