@@ -8,6 +8,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -98,6 +99,17 @@ def _print_report(report: InspectionReport) -> None:
         console.print(f"[bold]selected series[/] {report.selected_series_uid}")
 
 
+def _policy(path: Path | None, **overrides: object) -> SelectionPolicy:
+    """The policy from a JSON file (if any), with the command-line options that were given."""
+    try:
+        base = SelectionPolicy.model_validate_json(path.read_text()) if path else SelectionPolicy()
+    except ValidationError as exc:
+        err_console.print(f"[bold red]Invalid policy file[/] {path}: {escape(str(exc))}")
+        raise typer.Exit(code=2) from exc
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return base.model_copy(update=given)
+
+
 @app.command("inspect")
 def inspect_command(
     path: Annotated[Path, typer.Argument(help="A folder, a zip, or one DICOM file.")],
@@ -105,13 +117,24 @@ def inspect_command(
     decode: Annotated[
         bool, typer.Option("--decode", help="Also decode the selected series and print HU stats.")
     ] = False,
-    allow_contrast: Annotated[bool, typer.Option(help="Accept contrast-enhanced series.")] = False,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            exists=True,
+            dir_okay=False,
+            help="JSON file of selection-policy fields (see ich.dicom.SelectionPolicy).",
+        ),
+    ] = None,
+    allow_contrast: Annotated[
+        bool | None, typer.Option(help="Accept contrast-enhanced series.", show_default=False)
+    ] = None,
     series_uid: Annotated[
         str | None, typer.Option(help="Analyse this SeriesInstanceUID only.")
     ] = None,
 ) -> None:
     """List the series found, the one selected for analysis, and the warnings."""
-    policy = SelectionPolicy(allow_contrast=allow_contrast, series_uid=series_uid)
+    policy = _policy(policy_file, allow_contrast=allow_contrast, series_uid=series_uid)
     report = inspect(path, policy)
     volume_info: dict[str, object] | None = None
     if decode and report.error is None:

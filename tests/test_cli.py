@@ -48,3 +48,25 @@ def test_bad_input_exits_2_with_an_actionable_message(tmp_path: Path) -> None:
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip()
+
+
+def test_policy_file_and_overrides(tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    runner.invoke(app, ["synth", str(study), "--matrix", "32"])
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"allow_contrast": True, "preferred_thickness_mm": [2.5, 5]}))
+    result = runner.invoke(app, ["inspect", str(study), "--json", "--policy", str(policy)])
+    contrast = next(s for s in json.loads(result.output)["series"] if s["series_number"] == 4)
+    assert contrast["eligible"]
+    result = runner.invoke(
+        app, ["inspect", str(study), "--json", "--policy", str(policy), "--no-allow-contrast"]
+    )
+    contrast = next(s for s in json.loads(result.output)["series"] if s["series_number"] == 4)
+    assert not contrast["eligible"]
+    for bad, field in (
+        ({"min_slices": 0}, "min_slices"),
+        ({"allow_contrst": True}, "allow_contrst"),
+    ):
+        policy.write_text(json.dumps(bad))
+        result = runner.invoke(app, ["inspect", str(study), "--policy", str(policy)])
+        assert result.exit_code == 2 and field in result.output

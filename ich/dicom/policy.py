@@ -12,7 +12,7 @@ class SelectionPolicy(BaseModel):
     with a soft-tissue kernel at 2.5-5 mm, with thin series accepted when nothing better exists.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     modalities: tuple[str, ...] = Field(("CT",), description="Accepted Modality values.")
     max_axial_tilt_deg: float = Field(

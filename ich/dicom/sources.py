@@ -26,7 +26,7 @@ InputItem = str | os.PathLike[str] | bytes | tuple[str, bytes] | BinaryIO
 class InputLimits(BaseModel):
     """Bounds on what one request may make the service read."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_files: int = Field(20_000, gt=0, description="Most candidate files in one input.")
     max_total_bytes: int = Field(8 << 30, gt=0, description="Most bytes, after unzipping.")
