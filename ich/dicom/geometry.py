@@ -243,9 +243,11 @@ def _origins(
         return np.array([inst.position for inst in instances], float) + axes.corner
     first = instances[0]
     dz = first.spacing_between_slices or first.slice_thickness or policy.fallback_slice_spacing_mm
-    numbers = [inst.instance_number for inst in instances]
-    if all(num is not None for num in numbers):
-        d, how = np.array(numbers, float) * dz, "InstanceNumber"
+    if all(inst.instance_number is not None for inst in instances):
+        keys = [(inst.instance_number, inst.frame or 0) for inst in instances]
+        rank = np.empty(len(keys))
+        rank[sorted(range(len(keys)), key=keys.__getitem__)] = np.arange(len(keys))
+        d, how = rank * dz, "InstanceNumber and frame"
     else:
         d, how = np.arange(len(instances), dtype=float) * dz, "input order"
     _warn(

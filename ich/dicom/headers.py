@@ -210,7 +210,7 @@ def read_header(source: DicomSource) -> list[InstanceHeader] | Skipped:
         header = _header(source, ds, pixel_bytes)
         if isinstance(header, Skipped):
             return header
-        if header.number_of_frames > 1 and "PerFrameFunctionalGroupsSequence" in ds:
+        if "PerFrameFunctionalGroupsSequence" in ds:
             return _frames(header, ds)
         return [header]
     except InvalidDicomError:
@@ -239,15 +239,15 @@ def _header(source: DicomSource, ds: Dataset, pixel_bytes: int) -> InstanceHeade
         return Skipped(source.name, f"non-image object ({kind})")
 
     transfer_syntax = UID(_text(meta, "TransferSyntaxUID") or pydicom.uid.ImplicitVRLittleEndian)
-    # Native pixel data must be all there (less its 8-byte element header). Deflated files are
-    # inflated into pydicom's own buffer, so the file position says nothing about them.
+    # Native pixel data must be all there, after its element header (8 bytes in implicit VR,
+    # 12 for OB/OW in explicit VR). Deflated files are inflated into pydicom's own buffer, so
+    # the file position says nothing about them.
     expected = _expected_native_bytes(ds)
+    present = pixel_bytes - (8 if transfer_syntax.is_implicit_VR else 12)
     native = not (transfer_syntax.is_compressed or transfer_syntax.is_deflated)
-    if native and pixel_bytes - 8 < expected:
+    if native and present < expected:
         return Skipped(
-            source.name,
-            f"truncated: {max(pixel_bytes - 8, 0)} of {expected} pixel bytes present",
-            True,
+            source.name, f"truncated: {max(present, 0)} of {expected} pixel bytes present", True
         )
 
     return InstanceHeader(

@@ -32,14 +32,15 @@ def _as_stored(value: int, stored: np.ndarray) -> int:
 
 
 def _padding_mask(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray | None:
-    value = ds.get("PixelPaddingValue")
-    if value is None or value == "":
+    """Pixels at PixelPaddingValue (up to PixelPaddingRangeLimit); None if no usable padding."""
+    try:
+        value = _as_stored(ds.get("PixelPaddingValue"), stored)
+        limit = ds.get("PixelPaddingRangeLimit")
+        if limit is None or limit == "":
+            return stored == value
+        low, high = sorted((value, _as_stored(limit, stored)))
+    except (TypeError, ValueError):  # absent, empty or not a number: nothing is padding
         return None
-    value = _as_stored(value, stored)
-    limit = ds.get("PixelPaddingRangeLimit")
-    if limit is None or limit == "":
-        return stored == value
-    low, high = sorted((value, _as_stored(limit, stored)))
     return (stored >= low) & (stored <= high)
 
 
@@ -62,6 +63,8 @@ def decode_frames(headers: Sequence[InstanceHeader]) -> list[np.ndarray]:
             f"{first.source.name}: cannot decode its pixel data ({syntax.name}): {exc}. Re-send "
             "the file, or export the series uncompressed."
         ) from exc
+    if first.frame is not None and stored.ndim == 2:  # a multi-frame instance of one frame
+        stored = stored[None]
     expected = (first.rows, first.columns)
     if stored.shape[-2:] != expected or stored.ndim != (2 if first.frame is None else 3):
         raise PixelDataError(

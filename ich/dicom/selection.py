@@ -42,6 +42,8 @@ class Why(StrEnum):
     """Categories of exclusion, so the error raised can be as specific as the input allows."""
 
     MODALITY = "modality"
+    NOT_IMAGE = "not-image"
+    """Not a diagnostic image at all (screen capture, localizer, unsupported multi-frame)."""
     ORIENTATION = "orientation"
     SLICES = "slices"
     GEOMETRY = "geometry"
@@ -69,17 +71,17 @@ def _exclusions(series: Series, policy: SelectionPolicy) -> list[tuple[Why, str]
             )
         )
     if first.samples_per_pixel != 1:
-        out.append((Why.OTHER, "colour images (screen capture), not CT values"))
+        out.append((Why.NOT_IMAGE, "colour images (screen capture), not CT values"))
     if first.number_of_frames > 1 and first.frame is None:
         out.append(
             (
-                Why.OTHER,
+                Why.NOT_IMAGE,
                 "multi-frame images without per-frame functional groups; send the "
                 "single-frame CT series",
             )
         )
     if "LOCALIZER" in first.image_type or _LOCALIZER_DESC.search(first.series_description.upper()):
-        out.append((Why.OTHER, "localizer/scout"))
+        out.append((Why.NOT_IMAGE, "localizer/scout"))
     elif (
         not policy.allow_derived
         and first.image_type
@@ -125,6 +127,15 @@ def evaluate(series: Series, policy: SelectionPolicy) -> Candidate:
         grid = plan_grid(series.stack, policy)
     except SeriesGeometryError as exc:
         exclusions.append((Why.GEOMETRY, exc.message))
+    distinct = len(grid.instances) if grid else len(series.stack)
+    if len(series.stack) >= policy.min_slices > distinct:
+        exclusions.append(
+            (
+                Why.SLICES,
+                f"{distinct} distinct slice position(s) among "
+                f"{len(series.stack)} images; at least {policy.min_slices} are needed",
+            )
+        )
     first = series.first
     summary = SeriesSummary(
         study_uid=series.study_uid,
@@ -181,7 +192,7 @@ def _raise_for_none(candidates: Sequence[Candidate], policy: SelectionPolicy) ->
             f"{', '.join(found)}). Send the non-contrast head CT series."
         )
     # Screen captures, localizers and the like must not hide the real problem of the images.
-    plain = [c for c in accepted if Why.OTHER not in c.why] or accepted
+    plain = [c for c in accepted if Why.NOT_IMAGE not in c.why] or accepted
     oriented = [c for c in plain if c.series.first.orientation is not None] or plain
     axial = [c for c in oriented if Why.ORIENTATION not in c.why]
     if not axial:

@@ -448,3 +448,54 @@ def test_enhanced_multiframe_ct_equals_the_classic_series(series, enhanced, writ
     assert volume.source_frame_numbers == tuple(range(1, len(classic) + 1))
     report = inspect(write([multiframe]))
     assert report.series[0].eligible and report.series[0].images == len(classic)
+
+
+def test_enhanced_ct_with_one_frame_per_file(enhanced, series, write) -> None:
+    reference = load(write(series()))
+    singles = [enhanced(slices=1, first_z_mm=-25.0 + 5.0 * k) for k in range(12)]
+    volume = load(write(singles))
+    assert np.array_equal(volume.hu, reference.hu)
+    assert not volume.warnings
+
+
+def test_frames_without_positions_keep_their_order(enhanced, write) -> None:
+    multiframe = enhanced()
+    for item in multiframe.PerFrameFunctionalGroupsSequence:
+        del item.PlanePositionSequence
+    volume = load(write([multiframe]))
+    assert volume.shape[0] == 12 and "positions_missing" in codes(volume.warnings)
+
+
+def test_all_slices_at_one_position_are_too_few(series, write) -> None:
+    datasets = series(slices=6)
+    for ds in datasets:
+        ds.ImagePositionPatient = datasets[0].ImagePositionPatient
+    with pytest.raises(TooFewSlicesError):
+        load(write(datasets))
+
+
+def test_contrast_and_sagittal_report_the_contrast(series, write) -> None:
+    sagittal = series(orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), series_uid=generate_uid())
+    contrast = series(contrast_agent="IOHEXOL", series_uid=generate_uid())
+    with pytest.raises(NoEligibleSeriesError, match="contrast"):
+        load(write(sagittal + contrast))
+
+
+def test_unreadable_padding_value_is_ignored(series, write) -> None:
+    from pydicom.dataelem import DataElement
+
+    datasets = series(slices=6, pad_outside_fov=False)
+    for ds in datasets:
+        ds["PixelPaddingValue"] = DataElement(0x00280120, "OB", b"\x01\x02\x03")
+    assert load(write(datasets)).shape[0] == 6
+
+
+@pytest.mark.parametrize("cut", [1, 4, 12])
+def test_slightly_truncated_file_is_skipped_not_fatal(series, cut) -> None:
+    datasets = series()
+    files = [(f"s{i}.dcm", to_bytes(ds)) for i, ds in enumerate(datasets)]
+    name, data = files[-1]
+    files[-1] = (name, data[:-cut])
+    result = scan(files)
+    assert [s.name for s in result.skipped] == [name]
+    assert result.skipped[0].reason.startswith("truncated")
