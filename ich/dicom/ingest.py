@@ -109,7 +109,10 @@ def select(result: Scan, policy: SelectionPolicy | None = None) -> Selection:
         DicomInputError: a subclass saying why no series can be analysed.
     """
     policy = policy or SelectionPolicy()
-    candidates = tuple(evaluate(series, policy) for series in result.series)
+    return _decide(result, tuple(evaluate(series, policy) for series in result.series), policy)
+
+
+def _decide(result: Scan, candidates: tuple[Candidate, ...], policy: SelectionPolicy) -> Selection:
     try:
         chosen = choose(candidates, policy)
     except DicomInputError as exc:
@@ -140,12 +143,8 @@ def load(
     """
     selection = select(scan(inputs, limits), policy)
     chosen = selection.chosen
-    grid_warnings = set(chosen.grid.warnings)
     return load_volume(
-        chosen.grid,
-        chosen.series.study_uid,
-        chosen.series.series_uid,
-        extra_warnings=tuple(w for w in selection.warnings if w not in grid_warnings),
+        chosen.grid, chosen.series.study_uid, chosen.series.series_uid, selection.warnings
     )
 
 
@@ -173,20 +172,15 @@ def inspect(
             warnings=[],
             error=_problem(exc),
         )
-    candidates = [evaluate(series, policy) for series in result.series]
-    chosen: Candidate | None = None
-    warnings: list[IngestionWarning] = []
+    candidates = tuple(evaluate(series, policy) for series in result.series)
+    chosen_uid: str | None = None
+    warnings: tuple[IngestionWarning, ...] = ()
     error: Problem | None = None
     try:
-        chosen = choose(candidates, policy)
-        warnings = [
-            *_scan_warnings(result, chosen),
-            *chosen.series.warnings,
-            *(chosen.grid.warnings if chosen.grid else ()),
-        ]
+        selection = _decide(result, candidates, policy)
+        chosen_uid, warnings = selection.chosen.series.series_uid, selection.warnings
     except DicomInputError as exc:
         error = _problem(exc)
-    chosen_uid = chosen.series.series_uid if chosen else None
     return InspectionReport(
         files=result.files,
         images=len(result.headers),
@@ -197,6 +191,6 @@ def inspect(
         ],
         selected_series_uid=chosen_uid,
         skipped=[SkippedFile(name=s.name, reason=s.reason) for s in result.skipped],
-        warnings=warnings,
+        warnings=list(warnings),
         error=error,
     )

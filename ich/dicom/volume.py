@@ -120,9 +120,11 @@ def load_volume(
     grid: SliceGrid,
     study_uid: str,
     series_uid: str,
-    extra_warnings: tuple[IngestionWarning, ...] = (),
+    warnings: tuple[IngestionWarning, ...] | None = None,
 ) -> Volume:
     """Decode the slices of a planned grid into a :class:`Volume`.
+
+    ``warnings`` replaces the grid's own (a selection's warnings include them).
 
     Raises:
         PixelDataError: a slice cannot be decoded.
@@ -148,5 +150,5 @@ def load_volume(
         plane_source=nearest,
         plane_is_source=exact,
         approximate=grid.approximate,
-        warnings=(*extra_warnings, *grid.warnings),
+        warnings=grid.warnings if warnings is None else warnings,
     )
