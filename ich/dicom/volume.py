@@ -42,6 +42,12 @@ class Volume:
     """For each plane, the index of the nearest source slice."""
     plane_is_source: np.ndarray
     """For each plane, True when it is that source slice exactly (not interpolated)."""
+    source_shifts_px: np.ndarray
+    """Per source slice, the in-plane (row, column) shift that undid gantry-tilt shear."""
+    transposed: bool
+    flipped_rows: bool
+    flipped_columns: bool
+    """How the stored images were turned into the radiological in-plane orientation."""
     approximate: bool
     """True when missing tags were replaced by defaults: volumes are then approximate."""
     warnings: tuple[IngestionWarning, ...]
@@ -53,6 +59,23 @@ class Volume:
     @property
     def voxel_volume_ml(self) -> float:
         return float(np.prod(self.spacing_mm)) / 1000.0
+
+    def to_source_pixel(self, k: int, i: float, j: float) -> tuple[int, float, float]:
+        """The source slice nearest to plane ``k`` and the (row, column) there of pixel (i, j).
+
+        Undoes the shear correction, flips and transposition, so that results drawn on the grid
+        (a segmentation) can be written back onto the images as they were sent.
+        """
+        source = int(self.plane_source[k])
+        di, dj = self.source_shifts_px[source]
+        row, col = i - di, j - dj
+        if self.flipped_columns:
+            col = self.hu.shape[2] - 1 - col
+        if self.flipped_rows:
+            row = self.hu.shape[1] - 1 - row
+        if self.transposed:
+            row, col = col, row
+        return source, float(row), float(col)
 
     def to_patient(self, kij: np.ndarray) -> np.ndarray:
         """Patient coordinates (LPS, mm) of voxel indices (..., 3) in (k, i, j) order."""
@@ -149,6 +172,10 @@ def load_volume(
         ),
         plane_source=nearest,
         plane_is_source=exact,
+        source_shifts_px=grid.shifts_px,
+        transposed=grid.transpose,
+        flipped_rows=grid.flip_rows,
+        flipped_columns=grid.flip_columns,
         approximate=grid.approximate,
         warnings=grid.warnings if warnings is None else warnings,
     )

@@ -499,3 +499,26 @@ def test_slightly_truncated_file_is_skipped_not_fatal(series, cut) -> None:
     result = scan(files)
     assert [s.name for s in result.skipped] == [name]
     assert result.skipped[0].reason.startswith("truncated")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"tilt_deg": 20.0},
+        {"orientation": (0.0, -1.0, 0.0, 1.0, 0.0, 0.0), "first_z_mm": 30.0},
+        {"orientation": (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0), "first_z_mm": 30.0},
+    ],
+)
+def test_grid_pixels_map_back_to_the_source_images(series, write, overrides) -> None:
+    datasets = series(**overrides)
+    volume = load(write(datasets))
+    by_uid = {ds.SOPInstanceUID: ds for ds in datasets}
+    for k, i, j in [(0, 0, 0), (5, 40, 70), (11, 95, 3)]:
+        source, row, col = volume.to_source_pixel(k, i, j)
+        ds = by_uid[volume.source_sop_instance_uids[source]]
+        iop = np.array(ds.ImageOrientationPatient, float)
+        dy, dx = (float(v) for v in ds.PixelSpacing)
+        on_source = (
+            np.array(ds.ImagePositionPatient, float) + col * dx * iop[:3] + row * dy * iop[3:]
+        )
+        assert np.allclose(on_source, volume.to_patient((k, i, j)), atol=1e-2)
