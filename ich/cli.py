@@ -16,7 +16,7 @@ from rich.table import Table
 from ich import __version__
 from ich.dicom import DicomInputError, SelectionPolicy, inspect, load
 from ich.errors import IchError
-from ich.schema import InspectionReport
+from ich.schema import InspectionReport, VolumeSummary
 
 app = typer.Typer(
     name="ich",
@@ -110,6 +110,16 @@ def _policy(path: Path | None, **overrides: object) -> SelectionPolicy:
     return base.model_copy(update=given)
 
 
+def _print_volume(v: VolumeSummary) -> None:
+    (z, y, x), (dz, dy, dx), (p1, p50, p99) = v.shape, v.spacing_mm, v.hu_percentiles_1_50_99
+    console.print(
+        f"[bold]volume[/] {z}x{y}x{x} voxels of {dz:.3f}x{dy:.3f}x{dx:.3f} mm, "
+        f"{v.interpolated_planes} interpolated plane(s), HU p1/p50/p99 "
+        f"{p1:.0f}/{p50:.0f}/{p99:.0f}"
+        + (" [yellow](approximate geometry)[/]" if v.approximate else "")
+    )
+
+
 @app.command("inspect")
 def inspect_command(
     path: Annotated[Path, typer.Argument(help="A folder, a zip, or one DICOM file.")],
@@ -136,37 +146,28 @@ def inspect_command(
     """List the series found, the one selected for analysis, and the warnings."""
     policy = _policy(policy_file, allow_contrast=allow_contrast, series_uid=series_uid)
     report = inspect(path, policy)
-    volume_info: dict[str, object] | None = None
+    summary: VolumeSummary | None = None
     if decode and report.error is None:
         try:
             volume = load(path, policy)
         except DicomInputError as exc:
             raise _fail(exc) from exc
-        p1, p50, p99 = np.percentile(volume.hu, [1, 50, 99])
-        volume_info = {
-            "shape": list(volume.shape),
-            "spacing_mm": [round(v, 4) for v in volume.spacing_mm],
-            "interpolated_planes": int((~volume.plane_is_source).sum()),
-            "hu_percentiles_1_50_99": [float(p1), float(p50), float(p99)],
-            "approximate": volume.approximate,
-        }
+        summary = VolumeSummary(
+            shape=volume.shape,
+            spacing_mm=tuple(round(v, 4) for v in volume.spacing_mm),
+            interpolated_planes=int((~volume.plane_is_source).sum()),
+            hu_percentiles_1_50_99=tuple(np.percentile(volume.hu, [1, 50, 99]).tolist()),
+            approximate=volume.approximate,
+        )
     if as_json:
         payload = report.model_dump(mode="json")
-        if volume_info is not None:
-            payload["volume"] = volume_info
+        if summary is not None:
+            payload["volume"] = summary.model_dump(mode="json")
         typer.echo(json.dumps(payload, indent=2))
     else:
         _print_report(report)
-        if volume_info is not None:
-            z, y, x = volume_info["shape"]  # type: ignore[misc]
-            dz, dy, dx = volume_info["spacing_mm"]  # type: ignore[misc]
-            p1, p50, p99 = volume_info["hu_percentiles_1_50_99"]  # type: ignore[misc]
-            console.print(
-                f"[bold]volume[/] {z}x{y}x{x} voxels of {dz:.3f}x{dy:.3f}x{dx:.3f} mm, "
-                f"{volume_info['interpolated_planes']} interpolated plane(s), HU p1/p50/p99 "
-                f"{p1:.0f}/{p50:.0f}/{p99:.0f}"
-                + (" [yellow](approximate geometry)[/]" if volume_info["approximate"] else "")
-            )
+        if summary is not None:
+            _print_volume(summary)
     if report.error is not None:
         err_console.print(f"[bold red]{report.error.title}[/]: {escape(report.error.detail)}")
         raise typer.Exit(code=2)

@@ -57,6 +57,16 @@ class SeriesSummary(_Model):
     selected: bool = False
 
 
+class VolumeSummary(_Model):
+    """The decoded volume of the selected series, as `ich inspect --decode` shows it."""
+
+    shape: tuple[int, int, int] = Field(description="(z, y, x) voxels.")
+    spacing_mm: tuple[float, float, float] = Field(description="(z, y, x) voxel size.")
+    interpolated_planes: int
+    hu_percentiles_1_50_99: tuple[float, float, float]
+    approximate: bool
+
+
 class Problem(_Model):
     """A typed error, as the gateway will return it (RFC 7807 fields)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -23,13 +24,29 @@ _PREAMBLE_LEN = 128
 _MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
 
 
+class SkipKind(StrEnum):
+    """Why a file is not used, as a category that reports can count."""
+
+    NOT_DICOM = "not DICOM"
+    DIRECTORY = "DICOMDIR"
+    NON_IMAGE = "non-image object"
+    UNREADABLE = "unreadable"
+    TRUNCATED = "truncated"
+    REPEATED = "repeated instance"
+
+
 @dataclass(frozen=True, slots=True)
 class Skipped:
     """A candidate file that is not used, and why."""
 
     name: str
+    kind: SkipKind
     reason: str
-    unreadable: bool = False
+
+    @property
+    def unreadable(self) -> bool:
+        """The file claims to be DICOM but is corrupt or cut short."""
+        return self.kind in (SkipKind.UNREADABLE, SkipKind.TRUNCATED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,29 +231,31 @@ def read_header(source: DicomSource) -> list[InstanceHeader] | Skipped:
             return _frames(header, ds)
         return [header]
     except InvalidDicomError:
-        return Skipped(source.name, "not a DICOM file")
+        return Skipped(source.name, SkipKind.NOT_DICOM, "not a DICOM file")
     except Exception as exc:  # pydicom raises many types on corrupt input
-        return Skipped(source.name, f"unreadable DICOM ({type(exc).__name__}: {exc})", True)
+        return Skipped(
+            source.name, SkipKind.UNREADABLE, f"unreadable DICOM ({type(exc).__name__}: {exc})"
+        )
 
 
 def _header(source: DicomSource, ds: Dataset, pixel_bytes: int) -> InstanceHeader | Skipped:
-
+    """The instance-level header, or why the parsed object is not an image to use."""
     meta = getattr(ds, "file_meta", Dataset())
     sop_class = _text(ds, "SOPClassUID") or _text(meta, "MediaStorageSOPClassUID")
     if "DirectoryRecordSequence" in ds or sop_class == _MEDIA_DIRECTORY:
-        return Skipped(source.name, "DICOMDIR (media directory), not an image")
+        return Skipped(source.name, SkipKind.DIRECTORY, "DICOMDIR (media directory), not an image")
     if not sop_class and "SOPInstanceUID" not in ds and "Rows" not in ds:
-        return Skipped(source.name, "not a DICOM file")
+        return Skipped(source.name, SkipKind.NOT_DICOM, "not a DICOM file")
     rows, columns = _number(ds, "Rows", int), _number(ds, "Columns", int)
     if not rows or not columns:
         kind = UID(sop_class).name if sop_class else "object without pixel data"
         if "Image Storage" in kind:
             return Skipped(
                 source.name,
+                SkipKind.UNREADABLE,
                 f"unreadable DICOM ({kind} without image attributes: truncated or corrupt header)",
-                True,
             )
-        return Skipped(source.name, f"non-image object ({kind})")
+        return Skipped(source.name, SkipKind.NON_IMAGE, f"non-image object ({kind})")
 
     transfer_syntax = UID(_text(meta, "TransferSyntaxUID") or pydicom.uid.ImplicitVRLittleEndian)
     # Native pixel data must be all there, after its element header (8 bytes in implicit VR,
@@ -247,7 +266,9 @@ def _header(source: DicomSource, ds: Dataset, pixel_bytes: int) -> InstanceHeade
     native = not (transfer_syntax.is_compressed or transfer_syntax.is_deflated)
     if native and present < expected:
         return Skipped(
-            source.name, f"truncated: {max(present, 0)} of {expected} pixel bytes present", True
+            source.name,
+            SkipKind.TRUNCATED,
+            f"truncated: {max(present, 0)} of {expected} pixel bytes present",
         )
 
     return InstanceHeader(

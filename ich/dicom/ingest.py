@@ -82,7 +82,7 @@ def scan(inputs: InputItem | Iterable[InputItem], limits: InputLimits | None = N
 def _scan_warnings(result: Scan, chosen: Candidate) -> list[IngestionWarning]:
     warnings: list[IngestionWarning] = []
     if result.skipped:
-        reasons = Counter(s.reason.split(" (")[0].split(":")[0] for s in result.skipped)
+        reasons = Counter(s.kind.value for s in result.skipped)
         warnings.append(
             IngestionWarning(
                 code="files_skipped",

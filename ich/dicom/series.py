@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ich.dicom.headers import InstanceHeader, Skipped
+from ich.dicom.headers import InstanceHeader, SkipKind, Skipped
 from ich.schema import IngestionWarning
 
 
@@ -76,7 +76,9 @@ def group_series(headers: Iterable[InstanceHeader]) -> tuple[list[Series], list[
     for header in headers:
         key = (header.sop_instance_uid, header.frame)
         if header.sop_instance_uid and key in seen:
-            skipped.append(Skipped(header.name, f"same SOP instance as {seen[key]}"))
+            skipped.append(
+                Skipped(header.name, SkipKind.REPEATED, f"same SOP instance as {seen[key]}")
+            )
             continue
         if header.sop_instance_uid:
             seen[key] = header.name
