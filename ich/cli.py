@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -173,22 +175,74 @@ def inspect_command(
         raise typer.Exit(code=2)
 
 
+class Background(StrEnum):
+    phantom = "phantom"
+    real = "real"
+
+
 @app.command("synth")
 def synth_command(
-    out: Annotated[Path, typer.Argument(help="Folder to write the study into.")],
-    matrix: Annotated[int, typer.Option(min=32, max=1024, help="Image matrix (pixels).")] = 512,
-    tilt: Annotated[float, typer.Option(min=-30, max=30, help="Gantry tilt, degrees.")] = 0.0,
-    slice_mm: Annotated[float, typer.Option(min=0.5, max=10, help="Slice spacing, mm.")] = 5.0,
+    out: Annotated[Path, typer.Option(help="Folder to write the studies into.")],
+    studies: Annotated[int, typer.Option(min=1, help="Number of studies.")] = 1,
+    seed: Annotated[int, typer.Option(min=0, help="Same seed, same studies (byte for byte).")] = 0,
+    prevalence: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Fraction of studies with hemorrhage.")
+    ] = 0.5,
+    background: Annotated[
+        Background, typer.Option(help="Procedural phantom heads, or real normal scans.")
+    ] = Background.phantom,
+    real_dir: Annotated[
+        Path, typer.Option(help="Real samples for --background real (read, never copied).")
+    ] = Path("../shared/data/real"),
+    slice_mm: Annotated[
+        float | None, typer.Option(min=0.5, max=10, help="Slice thickness (default: drawn).")
+    ] = None,
+    matrix: Annotated[int, typer.Option(min=64, max=1024, help="Image matrix.")] = 512,
     distractors: Annotated[
-        bool, typer.Option(help="Add scout, bone, contrast, reformat, SR and a text file.")
-    ] = True,
+        float,
+        typer.Option(min=0.0, max=1.0, help="Fraction of studies with scout/bone/contrast/MPR."),
+    ] = 0.5,
 ) -> None:
-    """Write a synthetic head CT study (DICOM) with the series a scanner sends."""
-    from ich.phantom.study import synth_study
+    """Write synthetic head CT studies with ground-truth hemorrhage labels."""
+    from rich.progress import Progress
 
-    study = synth_study(matrix=matrix, tilt_deg=tilt, slice_mm=slice_mm, distractors=distractors)
-    paths = study.write(out)
-    console.print(f"wrote {len(paths)} files of study {study.study.study_uid} to {out}")
+    from ich.phantom.dataset import generate_cases, write_dataset
+    from ich.phantom.generate import Case, CaseOptions
+    from ich.phantom.generate import synthesize as phantom_case
+
+    options = CaseOptions(prevalence=prevalence, slice_mm=slice_mm, matrix=matrix)
+    synthesize: Callable[[int, int, CaseOptions], Case] = phantom_case
+    if background is Background.real:
+        from ich.phantom.real_background import RealBackgrounds
+
+        try:
+            synthesize = RealBackgrounds(real_dir).synthesize
+        except IchError as exc:
+            raise _fail(exc) from exc
+    settings = {
+        "seed": seed,
+        "studies": studies,
+        "prevalence": prevalence,
+        "background": background.value,
+        "slice_mm": slice_mm,
+        "matrix": matrix,
+        "distractors": distractors,
+    }
+    positives = 0
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("synthesizing", total=studies)
+
+        def advance(record: dict) -> None:
+            nonlocal positives
+            positives += record["hemorrhage"]
+            progress.advance(task)
+
+        cases = generate_cases(seed, studies, synthesize, options, distractors)
+        write_dataset(out, cases, settings, on_case=advance)
+    console.print(
+        f"wrote {studies} studies ({positives} with hemorrhage) to {out}; "
+        f"ground truth in each case's truth/ and in {out / 'manifest.json'}"
+    )
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ class SeriesSpec:
     first_z_mm: float = -60.0
     orientation: tuple[float, ...] | None = None
     """Override of ImageOrientationPatient (e.g. a sagittal reformat); tilt is then ignored."""
+    origin_mm: tuple[float, float, float] | None = None
+    """ImagePositionPatient of the first slice; by default the images are centred on the
+    table axis at ``first_z_mm``."""
     rescale_intercept: float = -1024.0
     rescale_slope: float = 1.0
     pad_outside_fov: bool = True
@@ -66,6 +69,7 @@ class SeriesSpec:
     image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "AXIAL")
     modality: str = "CT"
     contrast_agent: str | None = None
+    manufacturer: str = "ICH Phantom"
     transfer_syntax: str = ExplicitVRLittleEndian
     series_uid: str = field(default_factory=generate_uid)
 
@@ -86,7 +90,8 @@ class SeriesSpec:
         else:
             step = np.array([0.0, 0.0, self.table_increment_mm])
         k = np.arange(self.slices)[:, None]
-        return centre - half * row - half * col + k * step
+        first = centre - half * row - half * col if self.origin_mm is None else self.origin_mm
+        return np.asarray(first, dtype=float) + k * step
 
 
 def render(phantom: Phantom, spec: SeriesSpec) -> np.ndarray:
@@ -107,12 +112,12 @@ def _stored(hu: np.ndarray, spec: SeriesSpec) -> np.ndarray:
     return np.clip(stored, -32768, 32767).astype(np.int16)
 
 
-def new_instance(sop_class_uid: str) -> Dataset:
-    """An empty Part 10 dataset of the given SOP class with a fresh SOP Instance UID."""
+def new_instance(sop_class_uid: str, sop_instance_uid: str | None = None) -> Dataset:
+    """An empty Part 10 dataset of the given SOP class (fresh SOP Instance UID by default)."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = sop_class_uid
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid or generate_uid()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
@@ -121,7 +126,7 @@ def new_instance(sop_class_uid: str) -> Dataset:
 
 def _dataset(study: StudyInfo, spec: SeriesSpec, index: int, origin: np.ndarray) -> Dataset:
     row, col = spec.row_column()
-    ds = new_instance(CTImageStorage)
+    ds = new_instance(CTImageStorage, derived_uid(spec.series_uid, "image", index))
     ds.PatientName = study.patient_name
     ds.PatientID = study.patient_id
     ds.AccessionNumber = study.accession
@@ -135,7 +140,7 @@ def _dataset(study: StudyInfo, spec: SeriesSpec, index: int, origin: np.ndarray)
     ds.InstanceNumber = index + 1
     ds.AcquisitionNumber = 1
     ds.Modality = spec.modality
-    ds.Manufacturer = "ICH Phantom"
+    ds.Manufacturer = spec.manufacturer
     ds.SeriesDescription = spec.description
     ds.BodyPartExamined = "HEAD"
     ds.ImageType = list(spec.image_type)
@@ -164,9 +169,18 @@ def _dataset(study: StudyInfo, spec: SeriesSpec, index: int, origin: np.ndarray)
     return ds
 
 
+def derived_uid(*parts: object) -> str:
+    """A UID determined by ``parts``: the same inputs always give the same UID."""
+    return generate_uid(entropy_srcs=[str(part) for part in parts])
+
+
 def write_series(phantom: Phantom, spec: SeriesSpec, study: StudyInfo) -> list[Dataset]:
     """The series as in-memory datasets, in acquisition order, encoded as ``spec`` says."""
-    planes = render(phantom, spec)
+    return encode_series(render(phantom, spec), spec, study)
+
+
+def encode_series(planes: np.ndarray, spec: SeriesSpec, study: StudyInfo) -> list[Dataset]:
+    """Datasets of HU planes (slices, rows, columns) sampled on ``spec``'s geometry."""
     datasets = []
     for index, (origin, hu) in enumerate(zip(spec.origins(), planes, strict=True)):
         ds = _dataset(study, spec, index, origin)

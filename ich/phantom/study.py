@@ -1,53 +1,57 @@
-"""A whole synthetic study as a scanner sends it: the series to analyse plus the distractors.
+"""A whole synthetic study as a scanner exports it: the analysable series plus distractors.
 
-Besides the soft-tissue axial series it holds a localizer, a bone-kernel reconstruction, a
-contrast-enhanced series, a sagittal reformat, a structured report and a stray text file, so
-series selection is exercised on every run.
+Besides the soft-tissue axial series, a study may hold a localizer, a bone-kernel
+reconstruction, a post-contrast series, a sagittal reformat, a dose report and a stray text
+file, all in one folder under file names that say nothing about their order, so series
+selection and slice sorting are exercised on every run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from pathlib import Path
+import hashlib
+from dataclasses import replace
 
+import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.uid import BasicTextSRStorage, generate_uid
+from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian
+from scipy import ndimage as ndi
 
-from ich.phantom.ellipsoid_head import EllipsoidHead
+from ich.phantom.generate import Case
 from ich.phantom.series_writer import (
-    Phantom,
     SeriesSpec,
     StudyInfo,
+    derived_uid,
+    encode_series,
     new_instance,
     to_bytes,
-    write_series,
 )
 
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 
 
-@dataclass(frozen=True)
-class SynthStudy:
-    """The files of a study (relative path -> bytes) and the series meant to be analysed."""
+def reformat(case: Case, spec: SeriesSpec, slab_mm: float = 0.0) -> np.ndarray:
+    """The case's volume resampled on another series' planes (optionally a thick slab)."""
+    row, col = spec.row_column()
+    normal = np.cross(row, col)
+    ij = np.arange(spec.matrix) * spec.pixel_spacing_mm
+    in_plane = ij[:, None, None] * col + ij[None, :, None] * row
+    inverse = np.linalg.inv(case.affine)
+    offsets = np.linspace(-slab_mm / 2, slab_mm / 2, max(int(slab_mm / 4), 1))
+    planes = np.zeros((spec.slices, spec.matrix, spec.matrix), dtype=np.float32)
+    for k, origin in enumerate(spec.origins()):
+        for offset in offsets:
+            points = origin + offset * normal + in_plane
+            kij = points @ inverse[:3, :3].T + inverse[:3, 3]
+            planes[k] += ndi.map_coordinates(
+                case.hu, np.moveaxis(kij, -1, 0), order=1, cval=-1000.0, prefilter=False
+            )
+    return planes / len(offsets)
 
-    files: dict[str, bytes]
-    study: StudyInfo
-    target: SeriesSpec
 
-    def write(self, out_dir: Path) -> list[Path]:
-        paths = []
-        for name, data in self.files.items():
-            path = out_dir / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            paths.append(path)
-        return paths
-
-
-def _sr(study: StudyInfo) -> Dataset:
-    ds = new_instance(BasicTextSRStorage)
+def _sr(study: StudyInfo, uid: str) -> Dataset:
+    ds = new_instance(BasicTextSRStorage, derived_uid(uid, "sr"))
     ds.StudyInstanceUID = study.study_uid
-    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = uid
     ds.Modality = "SR"
     ds.SeriesNumber = 900
     ds.SeriesDescription = "Dose report"
@@ -55,72 +59,71 @@ def _sr(study: StudyInfo) -> Dataset:
     return ds
 
 
-def _series_files(prefix: str, datasets: list[Dataset]) -> dict[str, bytes]:
-    return {f"{prefix}/IM{index:04d}.dcm": to_bytes(ds) for index, ds in enumerate(datasets)}
+def _bone_kernel(hu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same scan through a sharp kernel: edges enhanced, noise several times higher."""
+    sharp = hu + 1.2 * (hu - ndi.gaussian_filter(hu, (0, 1.2, 1.2)))
+    return sharp + rng.normal(0.0, 18.0, hu.shape).astype(np.float32)
 
 
-def synth_study(
-    phantom: Phantom | None = None,
-    matrix: int = 512,
-    tilt_deg: float = 0.0,
-    slice_mm: float = 5.0,
-    distractors: bool = True,
-) -> SynthStudy:
-    """Render the study in memory; ``distractors`` adds the series that must not be chosen."""
-    phantom = phantom or EllipsoidHead()
-    study = StudyInfo()
-    spacing = 230.0 / matrix
-    slices = int(160 / slice_mm)
-    target = SeriesSpec(
-        slices=slices,
-        matrix=matrix,
-        pixel_spacing_mm=spacing,
-        table_increment_mm=slice_mm,
-        first_z_mm=-80.0,
-        tilt_deg=tilt_deg,
-        series_number=2,
-        description=f"HEAD {slice_mm:g}mm STND",
-    )
-    files = _series_files("S0002_axial_soft", write_series(phantom, target, study))
+def _name(ds: Dataset) -> str:
+    """A file name that reveals neither series nor order (as many PACS exports do)."""
+    return "dicom/" + hashlib.sha1(ds.SOPInstanceUID.encode()).hexdigest()[:16] + ".dcm"
+
+
+def study_files(case: Case, distractors: bool) -> dict[str, bytes]:
+    """All files of the study (relative path -> bytes); the target series is always there."""
+    datasets = encode_series(case.hu, case.spec, case.study)
+    files: dict[str, bytes] = {}
     if distractors:
-        others = {
-            "S0001_scout": replace(
-                target,
-                slices=1,
-                orientation=SAGITTAL,
-                image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
-                description="Scout",
-                series_number=1,
-                series_uid=generate_uid(),
-            ),
-            "S0003_axial_bone": replace(
-                target,
-                kernel="BONE",
-                description=f"HEAD {slice_mm:g}mm BONE",
-                series_number=3,
-                series_uid=generate_uid(),
-            ),
-            "S0004_contrast": replace(
+        rng = np.random.default_rng([case.seed, case.index, 7])
+        target = replace(case.spec, transfer_syntax=ExplicitVRLittleEndian)
+        uid = case.study.study_uid
+        centre_z = float(case.spec.first_z_mm + case.spec.table_increment_mm * case.spec.slices / 2)
+        sagittal = replace(
+            target,
+            slices=1,
+            orientation=SAGITTAL,
+            first_z_mm=centre_z,
+            tilt_deg=0.0,
+            table_increment_mm=1.0,
+        )
+        scout = replace(
+            sagittal,
+            image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
+            description="Scout",
+            series_number=1,
+            series_uid=derived_uid(uid, "scout"),
+        )
+        datasets += encode_series(reformat(case, scout, slab_mm=120.0), scout, case.study)
+        bone = replace(
+            target,
+            kernel="BONE",
+            description=f"HEAD {case.spec.table_increment_mm:g}mm BONE",
+            series_number=3,
+            series_uid=derived_uid(uid, "bone"),
+        )
+        datasets += encode_series(_bone_kernel(case.hu, rng), bone, case.study)
+        if "contrast" in case.extras:
+            contrast = replace(
                 target,
                 contrast_agent="IOHEXOL 350",
                 description="HEAD C+",
                 series_number=4,
-                series_uid=generate_uid(),
-            ),
-            "S0005_sagittal_mpr": replace(
-                target,
-                slices=7,
-                orientation=SAGITTAL,
-                table_increment_mm=3.0,
-                image_type=("DERIVED", "SECONDARY", "REFORMATTED"),
-                description="SAG MPR",
-                series_number=5,
-                first_z_mm=0.0,
-                series_uid=generate_uid(),
-            ),
-        }
-        for prefix, spec in others.items():
-            files |= _series_files(prefix, write_series(phantom, spec, study))
-        files["S0900_report/SR0001.dcm"] = to_bytes(_sr(study))
+                series_uid=derived_uid(uid, "contrast"),
+            )
+            datasets += encode_series(case.extras["contrast"], contrast, case.study)
+        mpr = replace(
+            sagittal,
+            slices=5,
+            first_z_mm=centre_z,
+            table_increment_mm=10.0,
+            image_type=("DERIVED", "SECONDARY", "REFORMATTED"),
+            description="SAG MPR",
+            series_number=5,
+            series_uid=derived_uid(uid, "mpr"),
+        )
+        datasets += encode_series(reformat(case, mpr), mpr, case.study)
+        files["dicom/" + "report.dcm"] = to_bytes(_sr(case.study, derived_uid(uid, "report")))
         files["README.txt"] = b"Synthetic study written by ich synth; no patient data.\n"
-    return SynthStudy(files, study, target)
+    files |= {_name(ds): to_bytes(ds) for ds in datasets}
+    return files

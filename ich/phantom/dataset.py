@@ -1,0 +1,148 @@
+"""Writes synthetic studies to disk: DICOM, ground-truth volumes and JSON manifests.
+
+Layout of ``ich synth --out DIR``::
+
+    DIR/manifest.json                 every case: classes, instances, protocol
+    DIR/case_00000/dicom/*.dcm        the study (file names in no particular order)
+    DIR/case_00000/truth/label.nii.gz     0 background, 1 IPH, 2 EDH/SDH, 3 SAH
+    DIR/case_00000/truth/instance.nii.gz  0 background, else the instance id
+    DIR/case_00000/truth/case.json    this case's record (same as in the manifest)
+
+The label and instance volumes are on the grid of the analysable series as stored: slices in
+position order, rows and columns as in the images, with that series' (possibly tilted)
+affine. :func:`truth_on_volume` brings them onto the grid ingestion produces.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ich import __version__
+from ich.dicom.volume import Volume
+from ich.nifti import read_volume_nifti, write_volume_nifti
+from ich.phantom.generate import Case, CaseOptions
+
+LABEL_NAMES = {0: "background", 1: "IPH", 2: "EDH/SDH", 3: "SAH"}
+
+
+def case_record(case: Case, folder: str) -> dict[str, Any]:
+    """The JSON record of one case: what is in it and how it was scanned."""
+    protocol = case.protocol
+    return {
+        "case": folder,
+        "seed": case.seed,
+        "index": case.index,
+        "background": case.background,
+        "study_instance_uid": case.study.study_uid,
+        "series_instance_uid": case.spec.series_uid,
+        "classes_present": case.classes_present,
+        "hemorrhage": bool(case.instances),
+        "instances": [asdict(i) for i in case.instances],
+        "total_volume_ml": round(sum(i.volume_ml for i in case.instances), 5),
+        "midline_shift_mm": case.midline_shift_mm,
+        "mimics": case.mimics,
+        "head": case.head,
+        "protocol": {
+            "slices": case.spec.slices,
+            "matrix": protocol.matrix,
+            "pixel_spacing_mm": round(protocol.pixel_spacing_mm, 4),
+            "slice_mm": protocol.slice_mm,
+            "gantry_tilt_deg": round(protocol.gantry_tilt_deg, 2),
+            "manufacturer": protocol.manufacturer,
+            "kernel": protocol.kernel,
+            "rescale_intercept": protocol.rescale_intercept,
+            "transfer_syntax": str(protocol.transfer_syntax),
+            "noise_sd_hu": round(protocol.noise_sd_hu, 2),
+        },
+        "truth": {
+            "label": "truth/label.nii.gz",
+            "instance": "truth/instance.nii.gz",
+            "labels": LABEL_NAMES,
+            "shape": list(case.label.shape),
+            "voxel_ml": case.voxel_ml,
+            "affine_lps": np.round(case.affine, 6).tolist(),
+        },
+    }
+
+
+def write_case(case: Case, folder: Path, files: dict[str, bytes]) -> dict[str, Any]:
+    """Write one case's study files and ground truth; returns its record."""
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    truth = folder / "truth"
+    truth.mkdir(parents=True, exist_ok=True)
+    write_volume_nifti(truth / "label.nii.gz", case.label, case.affine)
+    write_volume_nifti(truth / "instance.nii.gz", case.instance, case.affine)
+    record = case_record(case, folder.name)
+    (truth / "case.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def write_dataset(
+    out: Path,
+    cases: Iterator[tuple[Case, dict[str, bytes]]],
+    settings: dict[str, Any],
+    on_case: Callable[[dict[str, Any]], None] = lambda record: None,
+) -> dict[str, Any]:
+    """Write every case and the data set manifest (rewritten after each case, so an
+    interrupted run still leaves a consistent manifest of what it wrote)."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {"generator": f"ich {__version__}", **settings, "cases": []}
+    for case, files in cases:
+        record = write_case(case, out / f"case_{case.index:05d}", files)
+        manifest["cases"].append(record)
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        on_case(record)
+    return manifest
+
+
+def load_truth(case_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """(label, instance, affine, record) of a written case."""
+    label, affine = read_volume_nifti(case_dir / "truth" / "label.nii.gz")
+    instance, _ = read_volume_nifti(case_dir / "truth" / "instance.nii.gz")
+    record = json.loads((case_dir / "truth" / "case.json").read_text())
+    return label, instance, affine, record
+
+
+def truth_on_volume(truth: np.ndarray, volume: Volume) -> np.ndarray:
+    """A ground-truth volume on the source slices, resampled (nearest) onto ``volume``'s grid.
+
+    Undoes nothing by hand: every grid voxel asks :meth:`Volume.to_source_pixel` where it came
+    from, so tilt shear, flips, transposition and interpolated planes are all handled the way
+    ingestion handled the images.
+    """
+    planes, rows, cols = volume.shape
+    out = np.zeros(volume.shape, dtype=truth.dtype)
+    ii, jj = np.mgrid[:rows, :cols]
+    for k in range(planes):
+        source, row0, col0 = volume.to_source_pixel(k, 0.0, 0.0)
+        _, row1, col1 = volume.to_source_pixel(k, 1.0, 1.0)
+        r = np.rint(row0 + (row1 - row0) * (ii if not volume.transposed else jj)).astype(int)
+        c = np.rint(col0 + (col1 - col0) * (jj if not volume.transposed else ii)).astype(int)
+        inside = (r >= 0) & (r < truth.shape[1]) & (c >= 0) & (c < truth.shape[2])
+        out[k][inside] = truth[source][r[inside], c[inside]]
+    return out
+
+
+def generate_cases(
+    seed: int,
+    studies: int,
+    synthesize: Callable[[int, int, CaseOptions], Case],
+    options: CaseOptions,
+    distractor_rate: float,
+) -> Iterator[tuple[Case, dict[str, bytes]]]:
+    """Cases ``0..studies-1`` of a seed with their files; distractors drawn per case."""
+    from ich.phantom.study import study_files
+
+    for index in range(studies):
+        distractors = bool(np.random.default_rng([seed, index, 1]).random() < distractor_rate)
+        case = synthesize(seed, index, replace(options, contrast=distractors))
+        yield case, study_files(case, distractors)

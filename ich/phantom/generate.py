@@ -1,0 +1,342 @@
+"""One synthetic case: a head, its bleeds and mimics, scanned into a series with ground truth.
+
+A case is fully determined by ``(seed, index)``: every random draw comes from one generator
+seeded with both, so a data set can be written in any order or in parallel and still be
+byte-identical.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ich.phantom.anatomy import Anatomy, HeadParams, Tissue, build_anatomy
+from ich.phantom.attenuation import TissueHU, to_hu
+from ich.phantom.lesions import (
+    Kind,
+    Lesion,
+    LesionSpec,
+    Site,
+    draw_lesion,
+    sample_spec,
+    stratum_of,
+    texture,
+)
+from ich.phantom.mass_effect import apply_mass_effect
+from ich.phantom.mimics import add_beam_hardening, add_calcifications_and_falx, add_motion
+from ich.phantom.scanner import HeadPose, Planes, Protocol, Renderer, add_noise, render_exact
+from ich.phantom.series_writer import SeriesSpec, StudyInfo, derived_uid
+
+AIR_HU = -1000.0
+_MIN_FRACTION = 0.5
+"""A voxel is labelled blood when at least half of it is blood."""
+
+
+@dataclass(frozen=True)
+class CaseOptions:
+    """What a case may contain; ``None`` means drawn at random."""
+
+    prevalence: float = 0.5
+    """Probability that the case has any hemorrhage."""
+    lesions: tuple[LesionSpec, ...] | None = None
+    """Exactly these lesions (overrides ``prevalence``)."""
+    max_lesions: int = 3
+    slice_mm: float | None = None
+    matrix: int = 512
+    transfer_syntax: str | None = None
+    gantry_tilt_deg: float | None = None
+    contrast: bool = False
+    """Also render the scan after iodinated contrast (for a distractor series)."""
+
+
+@dataclass(frozen=True)
+class InstanceTruth:
+    """One hemorrhage as the ground truth records it (measured on the series' grid)."""
+
+    id: int
+    kind: str
+    label: int
+    variant: str
+    acute: bool
+    volume_ml: float
+    stratum: str
+    target_ml: float
+    voxels: int
+    mean_hu: float
+    centroid_lps_mm: tuple[float, float, float]
+
+
+@dataclass
+class Case:
+    """The analysable series of a case in HU, with its labels and what went into it."""
+
+    seed: int
+    index: int
+    study: StudyInfo
+    spec: SeriesSpec
+    protocol: Protocol
+    hu: np.ndarray
+    """float32 (slices, rows, columns) in position order, as written to DICOM."""
+    label: np.ndarray
+    """uint8, same shape: 0 background, 1 IPH, 2 EDH/SDH, 3 SAH."""
+    instance: np.ndarray
+    """uint16, same shape: 0 background, else the :class:`InstanceTruth` id."""
+    instances: list[InstanceTruth]
+    mimics: list[str]
+    midline_shift_mm: float
+    head: dict[str, float]
+    background: str = "phantom"
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    """Other renderings of the same scan (e.g. post-contrast) for distractor series."""
+
+    @property
+    def voxel_ml(self) -> float:
+        spacing = self.spec.table_increment_mm * math.cos(math.radians(self.spec.tilt_deg))
+        return self.spec.pixel_spacing_mm**2 * spacing / 1000.0
+
+    @property
+    def affine(self) -> np.ndarray:
+        """4x4 from (slice, row, column) indices to patient LPS mm (sheared when tilted)."""
+        row, col = self.spec.row_column()
+        origins = self.spec.origins()
+        affine = np.eye(4)
+        affine[:3, 0] = origins[1] - origins[0] if len(origins) > 1 else np.cross(row, col)
+        affine[:3, 1] = col * self.spec.pixel_spacing_mm
+        affine[:3, 2] = row * self.spec.pixel_spacing_mm
+        affine[:3, 3] = origins[0]
+        return affine
+
+    @property
+    def classes_present(self) -> list[str]:
+        names = {1: "IPH", 2: "EDH/SDH", 3: "SAH"}
+        return [names[c] for c in sorted({i.label for i in self.instances})]
+
+
+def case_rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, index])
+
+
+def lesion_specs(rng: np.random.Generator, options: CaseOptions) -> list[LesionSpec]:
+    if options.lesions is not None:
+        return list(options.lesions)
+    if rng.random() >= options.prevalence:
+        return []
+    count = 1 + int(rng.binomial(options.max_lesions - 1, 0.25))
+    specs = [sample_spec(rng)]
+    for _ in range(count - 1):
+        # Second bleeds are mostly small: contusions, thin SDH, a little SAH.
+        stratum = str(rng.choice(["punctate", "small", "medium"], p=[0.2, 0.6, 0.2]))
+        specs.append(sample_spec(rng, stratum=stratum))
+    return specs
+
+
+def _series_spec(
+    protocol: Protocol, pose: HeadPose, params: HeadParams, study: StudyInfo, uid: str
+) -> SeriesSpec:
+    """Slices from the foramen magnum to the vertex, contiguous at the slice thickness."""
+    shell = params.skull_mm + params.scalp_mm
+    top = [(0.0, 0.0, params.top + shell), (0.0, -params.front * 0.6, params.top * 0.75 + shell)]
+    bottom = [(0.0, 28.0, -62.0), (0.0, -params.front, -40.0)]
+    z_top = pose.to_patient(np.array(top))[:, 2].max()
+    z_bottom = pose.to_patient(np.array(bottom))[:, 2].min()
+    step = protocol.slice_mm
+    slices = math.ceil((z_top - z_bottom) / step) + 1
+    thick = f"{protocol.slice_mm:g}mm"
+    return SeriesSpec(
+        slices=slices,
+        matrix=protocol.matrix,
+        pixel_spacing_mm=protocol.pixel_spacing_mm,
+        table_increment_mm=step,
+        tilt_deg=protocol.gantry_tilt_deg,
+        first_z_mm=float(z_bottom),
+        rescale_intercept=protocol.rescale_intercept,
+        kernel=protocol.kernel,
+        manufacturer=protocol.manufacturer,
+        description=f"HEAD {thick} {protocol.kernel}",
+        series_number=2,
+        transfer_syntax=protocol.transfer_syntax,
+        series_uid=uid,
+    )
+
+
+def _planes(spec: SeriesSpec) -> Planes:
+    row, col = spec.row_column()
+    return Planes(spec.origins(), row, col, spec.pixel_spacing_mm, spec.matrix)
+
+
+def _noise_boost(renderer: Renderer, pose: HeadPose, spec: SeriesSpec) -> np.ndarray:
+    """Slices through the skull base are noisier (more bone in the beam)."""
+    row, col = spec.row_column()
+    centres = spec.origins() + (spec.matrix - 1) / 2 * spec.pixel_spacing_mm * (row + col)
+    z_head = pose.to_head(centres)[:, 2]
+    return 1.0 + 0.5 * np.clip((-20.0 - z_head) / 30.0, 0.0, 1.0)
+
+
+def composite(
+    image: np.ndarray,
+    lesions: list[Lesion],
+    renderer: Renderer,
+    site: Site,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blend each lesion's blood (and oedema) into the image; returns the winning fraction
+    and lesion number per voxel."""
+    best = np.zeros(image.shape, dtype=np.float32)
+    owner = np.zeros(image.shape, dtype=np.uint16)
+    for number, lesion in enumerate(lesions, start=1):
+        if lesion.exact is not None:
+            fraction = render_exact(
+                renderer,
+                lesion.exact.inside,
+                site.allowed(lesion.exact.allowed),
+                lesion.exact.lower_mm,
+                lesion.exact.upper_mm,
+            )
+            blood_hu = fraction * np.float32(lesion.hu)
+        else:
+            fraction = np.clip(renderer.render_box(lesion.blood, lesion.box), 0.0, 1.0)
+            blood_hu = renderer.render_box(lesion.blood * texture(lesion, rng), lesion.box)
+        if lesion.oedema is not None:
+            image -= lesion.oedema_drop_hu * renderer.render_box(lesion.oedema, lesion.box)
+        image *= 1.0 - fraction
+        image += blood_hu
+        wins = fraction > best
+        best[wins] = fraction[wins]
+        owner[wins] = number
+    return best, owner
+
+
+def truth(
+    case_hu: np.ndarray,
+    best: np.ndarray,
+    owner: np.ndarray,
+    lesions: list[Lesion],
+    affine: np.ndarray,
+    voxel_ml: float,
+) -> tuple[np.ndarray, np.ndarray, list[InstanceTruth]]:
+    """Label and instance volumes and the per-instance record, measured on the series grid.
+
+    A voxel is blood when at least half of it is; a lesion too small for that anywhere (a
+    punctate bleed split across slices) keeps the voxels holding at least half its peak, so
+    every visible lesion is labelled. Invisible ones (peak under 20%) are left out.
+    """
+    instance = np.zeros(best.shape, dtype=np.uint16)
+    label = np.zeros(best.shape, dtype=np.uint8)
+    records = []
+    for number, lesion in enumerate(lesions, start=1):
+        mine = owner == number
+        peak = float(best[mine].max()) if mine.any() else 0.0
+        if peak < 0.2:
+            continue
+        mask = mine & (best >= min(_MIN_FRACTION, 0.5 * peak))
+        new_id = len(records) + 1
+        instance[mask] = new_id
+        label[mask] = lesion.spec.kind.label
+        voxels = int(mask.sum())
+        volume = voxels * voxel_ml
+        kij = np.argwhere(mask).mean(axis=0)
+        centroid = affine[:3, :3] @ kij + affine[:3, 3]
+        records.append(
+            InstanceTruth(
+                id=new_id,
+                kind=lesion.spec.kind.value,
+                label=int(lesion.spec.kind.label),
+                variant=lesion.spec.variant,
+                acute=lesion.spec.acute,
+                volume_ml=round(volume, 5),
+                stratum=stratum_of(volume),
+                target_ml=round(lesion.spec.target_ml, 5),
+                voxels=voxels,
+                mean_hu=round(float(case_hu[mask].mean()), 1),
+                centroid_lps_mm=tuple(round(float(c), 2) for c in centroid),  # type: ignore[arg-type]
+            )
+        )
+    return label, instance, records
+
+
+def _enhancement(anatomy: Anatomy, rng: np.random.Generator) -> np.ndarray:
+    """HU added by iodinated contrast: dura, choroid plexus and the venous sinuses."""
+    tissue = anatomy.tissue
+    gain = np.zeros(tissue.shape, dtype=np.float32)
+    gain[tissue == Tissue.DURA] = rng.uniform(40, 80)
+    gain[np.isin(tissue, [Tissue.GREY, Tissue.DEEP_GREY])] = rng.uniform(2, 5)
+    gain[(anatomy.depth_mm > 0) & (anatomy.depth_mm < 1.5)] += rng.uniform(30, 60)
+    return gain
+
+
+def synthesize(seed: int, index: int, options: CaseOptions | None = None) -> Case:
+    """Build one phantom case (the series and its ground truth) in memory."""
+    options = options or CaseOptions()
+    rng = case_rng(seed, index)
+    params = HeadParams.sample(rng)
+    grid = params.grid()
+    anatomy = build_anatomy(params, grid, rng)
+    head_length = params.front + params.back + 2 * (params.skull_mm + params.scalp_mm)
+    protocol = Protocol.sample(
+        rng,
+        head_length,
+        slice_mm=options.slice_mm,
+        matrix=options.matrix,
+        transfer_syntax=options.transfer_syntax,
+        tilt_deg=options.gantry_tilt_deg,
+    )
+    mimics = add_calcifications_and_falx(anatomy, rng)
+    site = Site(
+        grid,
+        anatomy.tissue,
+        anatomy.depth_mm,
+        anatomy.infratentorial,
+        slice_mm=protocol.slice_mm,
+    )
+    lesions = [draw_lesion(spec, site, rng) for spec in lesion_specs(rng, options)]
+    shift = apply_mass_effect(anatomy, lesions)
+    hu_grid = to_hu(anatomy, TissueHU.sample(rng), rng)
+    mimics += add_beam_hardening(anatomy, hu_grid, rng)
+    pose = HeadPose.sample(rng)
+    study = StudyInfo(
+        study_uid=derived_uid("ich-synth", seed, index, "study"),
+        frame_of_reference_uid=derived_uid("ich-synth", seed, index, "frame"),
+        patient_id=f"SYN-{seed}-{index:05d}",
+        patient_name=f"Synthetic^Case{index:05d}",
+        accession=f"S{seed % 10000:04d}{index:06d}",
+    )
+    spec = _series_spec(protocol, pose, params, study, derived_uid(study.study_uid, "axial"))
+    renderer = Renderer(grid, pose, _planes(spec), protocol.slice_mm)
+    image = renderer.render(hu_grid, AIR_HU)
+    contrast = renderer.render(_enhancement(anatomy, rng), 0.0) if options.contrast else None
+    best, owner = composite(image, lesions, renderer, site, rng)
+    case = Case(
+        seed=seed,
+        index=index,
+        study=study,
+        spec=spec,
+        protocol=protocol,
+        hu=image,
+        label=np.zeros(0, np.uint8),
+        instance=np.zeros(0, np.uint16),
+        instances=[],
+        mimics=mimics,
+        midline_shift_mm=round(shift, 2),
+        head={
+            "width_mm": round(2 * params.half_width, 1),
+            "length_mm": round(params.front + params.back, 1),
+            "skull_mm": round(params.skull_mm, 2),
+            "atrophy": round(params.atrophy, 3),
+        },
+    )
+    case.label, case.instance, case.instances = truth(
+        image, best, owner, lesions, case.affine, case.voxel_ml
+    )
+    case.mimics += add_motion(image, rng)
+    case.hu = add_noise(image, protocol.noise_sd_hu, rng, _noise_boost(renderer, pose, spec))
+    if contrast is not None:
+        case.extras["contrast"] = case.hu + contrast
+    return case
+
+
+def with_lesions(*specs: tuple[Kind, str]) -> CaseOptions:
+    """Options forcing the given (kind, stratum) lesions, variants drawn at random."""
+    rng = np.random.default_rng(0)
+    return replace(CaseOptions(), lesions=tuple(sample_spec(rng, k, s) for k, s in specs))

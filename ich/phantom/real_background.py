@@ -1,0 +1,221 @@
+"""Synthetic hemorrhage inserted into real normal head CT (``ich synth --background real``).
+
+The real scans are read from a folder at run time (never copied): the CQ500 thin series and the
+routine GE head with gantry tilt in ``../shared/data/real``. Each is resampled once to a 1 mm
+grid and segmented into the compartments lesion placement needs (bone, intracranial space,
+CSF, parenchyma, distance to the inner table), so lesions land where they occur: IPH in
+parenchyma, EDH/SDH against the inner table, SAH in the CSF spaces. The output series keeps
+the real image outside the lesions (real anatomy, noise and texture), optionally averaged into
+thicker slices; inside lesions the real noise level is added back so blood is not smoother
+than its surroundings.
+
+Mass effect is not modelled on real backgrounds (the brain would have to be warped), so large
+bleeds here sit on unshifted anatomy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ich.dicom import DicomInputError, load
+from ich.dicom.volume import Volume
+from ich.errors import IchError
+from ich.phantom.anatomy import Tissue
+from ich.phantom.fields import HeadGrid
+from ich.phantom.generate import Case, CaseOptions, case_rng, composite, lesion_specs, truth
+from ich.phantom.lesions import Site, draw_lesion
+from ich.phantom.scanner import HeadPose, Planes, Protocol, Renderer
+from ich.phantom.series_writer import SeriesSpec, StudyInfo, derived_uid
+
+SOURCES = {
+    "cq500-ct0": "cq500/dicom",
+    "ge-gantry-tilt": "ge_head_gantry_tilt",
+}
+"""Normal (or majority-read normal) real series usable as backgrounds, relative to the root."""
+
+
+class RealBackgroundError(IchError):
+    code = "real_background_unavailable"
+    title = "Real backgrounds unavailable"
+
+
+@dataclass
+class Background:
+    """One real scan, resampled and segmented for lesion placement."""
+
+    name: str
+    volume: Volume
+    site: Site
+
+
+def _segment(volume: Volume, name: str) -> Background:
+    """1 mm grid in patient space (LPS) with the compartments of the real head."""
+    corners = np.array(
+        [[k, i, j] for k in (0, volume.shape[0] - 1) for i in (0, volume.shape[1] - 1)
+         for j in (0, volume.shape[2] - 1)]
+    )  # fmt: skip
+    patient = volume.to_patient(corners)
+    grid = HeadGrid(tuple(patient.min(0)), tuple(patient.max(0)), (1.0, 1.0, 1.0))
+    z, y, x = grid.axes()
+    points = np.stack(np.broadcast_arrays(x, y, z), axis=-1)
+    inverse = np.linalg.inv(volume.affine)
+    kij = points @ inverse[:3, :3].T + inverse[:3, 3]
+    hu = ndi.map_coordinates(
+        volume.hu.astype(np.float32), np.moveaxis(kij, -1, 0), order=1, cval=-1024.0
+    )
+    smooth = ndi.gaussian_filter(hu, 1.0)
+    bone = smooth > 250
+    filled = np.stack([ndi.binary_fill_holes(plane) for plane in bone])
+    intracranial = filled & ~ndi.binary_dilation(bone, iterations=1) & (smooth > -30)
+    labels, count = ndi.label(intracranial)
+    if count:
+        sizes = ndi.sum(intracranial, labels, range(1, count + 1))
+        intracranial = labels == 1 + int(np.argmax(sizes))
+    depth = ndi.distance_transform_edt(intracranial).astype(np.float32)
+    depth[~intracranial] = -1.0
+    tissue = np.where(bone, Tissue.CORTICAL_BONE, Tissue.AIR).astype(np.uint8)
+    tissue[(hu > -200) & ~bone & ~intracranial] = Tissue.MUSCLE
+    tissue[intracranial] = Tissue.WHITE
+    csf = intracranial & (smooth < 17)
+    tissue[csf] = Tissue.CSF
+    deep_csf, n = ndi.label(csf & (depth > 12))
+    if n:
+        sizes = ndi.sum(np.ones_like(depth), deep_csf, range(1, n + 1))
+        big = 1 + np.flatnonzero(sizes > 400)
+        tissue[np.isin(deep_csf, big)] = Tissue.VENTRICLE
+    tissue[intracranial & (smooth > 60)] = Tissue.CALCIFICATION
+    kk, ii, jj = np.nonzero(intracranial)
+    centre = (float(x.ravel()[jj].mean()), float(y.ravel()[ii].mean()), float(z.ravel()[kk].mean()))
+    infratentorial = intracranial & (z < centre[2] - 22) & (y > centre[1] + 5)
+    site = Site(grid, tissue, depth, infratentorial, centre_mm=centre)
+    return Background(name, volume, site)
+
+
+def _noise_sd(hu: np.ndarray) -> float:
+    """Quantum noise of real planes: robust spread of the in-plane residual in brain."""
+    local = ndi.uniform_filter(hu, (1, 5, 5))
+    brain = (local > 20) & (local < 45)
+    residual = (hu - local)[brain]
+    return float(1.4826 * np.median(np.abs(residual - np.median(residual)))) * math.sqrt(25 / 24)
+
+
+def _thicker(volume: Volume, slice_mm: float | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """The real HU averaged into slabs of about ``slice_mm`` (native when None or thinner)."""
+    native = volume.spacing_mm[0]
+    group = 1 if slice_mm is None else max(1, round(slice_mm / native))
+    planes = volume.shape[0] // group
+    hu = volume.hu[: planes * group].astype(np.float32)
+    hu = hu.reshape(planes, group, *volume.shape[1:]).mean(axis=1)
+    affine = volume.affine.copy()
+    affine[:3, 3] = volume.affine[:3, 3] + affine[:3, 0] * (group - 1) / 2
+    affine[:3, 0] *= group
+    return hu, affine, native * group
+
+
+class RealBackgrounds:
+    """The usable real scans under ``root``, loaded and segmented on first use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        available = {n: root / p for n, p in SOURCES.items() if (root / p).is_dir()}
+        if not available:
+            raise RealBackgroundError(
+                f"None of the real background series ({', '.join(SOURCES.values())}) were "
+                f"found under {root}. Point --real-dir at the folder of real samples."
+            )
+        self.paths = available
+
+    @cached_property
+    def backgrounds(self) -> list[Background]:
+        loaded = []
+        for name, path in self.paths.items():
+            try:
+                loaded.append(_segment(load(path), name))
+            except DicomInputError as exc:
+                raise RealBackgroundError(f"{name} could not be read: {exc.message}") from exc
+        return loaded
+
+    def synthesize(self, seed: int, index: int, options: CaseOptions) -> Case:
+        """Like :func:`ich.phantom.generate.synthesize`, on a real head."""
+        rng = case_rng(seed, index)
+        background = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
+        site = background.site
+        slice_mm = options.slice_mm
+        if slice_mm is None:
+            slice_mm = float(rng.choice([5.0, 2.5]))
+        hu, affine, spacing = _thicker(background.volume, slice_mm)
+        site.slice_mm = spacing
+        lesions = [draw_lesion(spec, site, rng) for spec in lesion_specs(rng, options)]
+        matrix = hu.shape[1]
+        row = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
+        col = affine[:3, 1] / np.linalg.norm(affine[:3, 1])
+        pixel = float(np.linalg.norm(affine[:3, 2]))
+        normal = np.cross(row, col)
+        step = float(affine[:3, 0] @ normal)
+        study = StudyInfo(
+            study_uid=derived_uid("ich-synth-real", seed, index, "study"),
+            frame_of_reference_uid=derived_uid("ich-synth-real", seed, index, "frame"),
+            patient_id=f"SYN-{seed}-{index:05d}",
+            patient_name=f"Synthetic^Case{index:05d}",
+            accession=f"R{seed % 10000:04d}{index:06d}",
+        )
+        intercept = -1024.0 if rng.random() < 0.75 else 0.0
+        spec = SeriesSpec(
+            slices=len(hu),
+            matrix=matrix,
+            pixel_spacing_mm=pixel,
+            table_increment_mm=step,
+            orientation=(*row, *col),
+            origin_mm=tuple(affine[:3, 3]),
+            rescale_intercept=intercept,
+            kernel="STANDARD",
+            description=f"HEAD {spacing:.3g}mm STND",
+            series_uid=derived_uid(study.study_uid, "axial"),
+            transfer_syntax=Protocol.sample(rng, 200.0).transfer_syntax,
+        )
+        origins = spec.origins()
+        planes = Planes(origins, row, col, pixel, matrix)
+        identity = HeadPose(np.eye(3), np.zeros(3))
+        renderer = Renderer(site.grid, identity, planes, spacing)
+        image = hu.copy()
+        best, owner = composite(image, lesions, renderer, site, rng)
+        noise_sd = _noise_sd(hu)
+        # Blood replaced the real image and its noise: put the noise back where blood is.
+        grain = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(noise_sd)
+        image += grain * np.minimum(best * 2, 1)
+        protocol = Protocol(
+            matrix=matrix,
+            pixel_spacing_mm=pixel,
+            slice_mm=spacing,
+            gantry_tilt_deg=0.0,
+            manufacturer="ICH Phantom",
+            kernel="STANDARD",
+            rescale_intercept=intercept,
+            transfer_syntax=spec.transfer_syntax,
+            noise_sd_hu=noise_sd,
+        )
+        case = Case(
+            seed=seed,
+            index=index,
+            study=study,
+            spec=spec,
+            protocol=protocol,
+            hu=image,
+            label=np.zeros(0, np.uint8),
+            instance=np.zeros(0, np.uint16),
+            instances=[],
+            mimics=[],
+            midline_shift_mm=0.0,
+            head={"source": background.name},
+            background=f"real:{background.name}",
+        )
+        case.label, case.instance, case.instances = truth(
+            image, best, owner, lesions, case.affine, case.voxel_ml
+        )
+        return case
