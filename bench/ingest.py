@@ -16,9 +16,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pydicom.uid import ExplicitVRLittleEndian
+
 from ich.dicom import scan, select
 from ich.dicom.volume import load_volume
-from ich.phantom.study import synth_study
+from ich.phantom.generate import CaseOptions, synthesize
+from ich.phantom.study import study_files, write_files
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "cq500" / "dicom"
 
@@ -53,8 +56,9 @@ def main() -> None:
     if REAL.is_dir():
         bench("CQ500 thin series (JPEG Lossless, real)", REAL, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
-        synth_study(matrix=512, distractors=False).write(Path(tmp))
-        bench("synthetic 512x512 series (uncompressed)", Path(tmp), args.repeats)
+        case = synthesize(0, 0, CaseOptions(slice_mm=5.0, transfer_syntax=ExplicitVRLittleEndian))
+        write_files(Path(tmp), study_files(case, distractors=False))
+        bench("synthetic 512x512 5 mm series (uncompressed)", Path(tmp), args.repeats)
 
 
 if __name__ == "__main__":

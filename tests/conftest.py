@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from ich.phantom.ellipsoid_head import Ellipsoid, EllipsoidHead
 from ich.phantom.series_writer import (
@@ -56,6 +57,8 @@ def series(phantom: EllipsoidHead, study: StudyInfo) -> Callable[..., list[Datas
     """Build a series of the phantom: ``series(tilt_deg=15, slices=8, ...)``."""
 
     def build(in_study: StudyInfo | None = None, **overrides: object) -> list[Dataset]:
+        # Each call is a new series (SOP Instance UIDs derive from the series UID).
+        overrides.setdefault("series_uid", generate_uid())
         return write_series(phantom, replace(SMALL, **overrides), in_study or study)
 
     return build

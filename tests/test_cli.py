@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ich.cli import app
@@ -12,26 +13,33 @@ from ich.cli import app
 runner = CliRunner()
 
 
-def test_synth_then_inspect_json(tmp_path: Path) -> None:
-    out = tmp_path / "study"
-    result = runner.invoke(app, ["synth", str(out), "--matrix", "48", "--tilt", "10"])
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small synthetic study with every distractor series, written by ``ich synth``."""
+    out = tmp_path_factory.mktemp("synth")
+    args = "--studies 1 --seed 3 --matrix 128 --slice-mm 5 --distractors 1 --prevalence 1"
+    result = runner.invoke(app, ["synth", "--out", str(out), *args.split()])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["inspect", str(out), "--json", "--decode"])
+    assert "wrote 1 studies (1 with hemorrhage)" in result.output
+    return out / "case_00000" / "dicom"
+
+
+def test_synth_then_inspect_json(study: Path) -> None:
+    result = runner.invoke(app, ["inspect", str(study), "--json", "--decode"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     selected = [s for s in report["series"] if s["selected"]]
-    assert len(selected) == 1 and selected[0]["description"] == "HEAD 5mm STND"
+    assert len(selected) == 1 and selected[0]["description"].startswith("HEAD 5mm")
     assert report["selected_series_uid"] == selected[0]["series_uid"]
-    assert {w["code"] for w in report["warnings"]} >= {"files_skipped", "gantry_tilt_corrected"}
-    assert report["volume"]["shape"] == [32, 48, 48]
+    assert {w["code"] for w in report["warnings"]} >= {"files_skipped"}
+    assert report["volume"]["shape"][1:] == [128, 128]
     assert report["error"] is None
 
 
-def test_inspect_table_output(tmp_path: Path) -> None:
-    runner.invoke(app, ["synth", str(tmp_path), "--matrix", "32"])
-    result = runner.invoke(app, ["inspect", str(tmp_path)], env={"COLUMNS": "160"})
+def test_inspect_table_output(study: Path) -> None:
+    result = runner.invoke(app, ["inspect", str(study)], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
-    assert "HEAD 5mm STND" in result.output
+    assert "HEAD 5mm" in result.output
     assert "series 4 not eligible: contrast-enhanced" in result.output
     assert "files_skipped" in result.output
 
@@ -50,9 +58,7 @@ def test_version() -> None:
     assert result.exit_code == 0 and result.output.strip()
 
 
-def test_policy_file_and_overrides(tmp_path: Path) -> None:
-    study = tmp_path / "study"
-    runner.invoke(app, ["synth", str(study), "--matrix", "32"])
+def test_policy_file_and_overrides(study: Path, tmp_path: Path) -> None:
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps({"allow_contrast": True, "preferred_thickness_mm": [2.5, 5]}))
     result = runner.invoke(app, ["inspect", str(study), "--json", "--policy", str(policy)])

@@ -27,6 +27,7 @@ from ich import __version__
 from ich.dicom.volume import Volume
 from ich.nifti import read_volume_nifti, write_volume_nifti
 from ich.phantom.generate import Case, CaseOptions
+from ich.phantom.study import study_files, write_files
 
 LABEL_NAMES = {0: "background", 1: "IPH", 2: "EDH/SDH", 3: "SAH"}
 
@@ -73,10 +74,7 @@ def case_record(case: Case, folder: str) -> dict[str, Any]:
 
 def write_case(case: Case, folder: Path, files: dict[str, bytes]) -> dict[str, Any]:
     """Write one case's study files and ground truth; returns its record."""
-    for name, data in files.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    write_files(folder, files)
     truth = folder / "truth"
     truth.mkdir(parents=True, exist_ok=True)
     write_volume_nifti(truth / "label.nii.gz", case.label, case.affine)
@@ -140,8 +138,6 @@ def generate_cases(
     distractor_rate: float,
 ) -> Iterator[tuple[Case, dict[str, bytes]]]:
     """Cases ``0..studies-1`` of a seed with their files; distractors drawn per case."""
-    from ich.phantom.study import study_files
-
     for index in range(studies):
         distractors = bool(np.random.default_rng([seed, index, 1]).random() < distractor_rate)
         case = synthesize(seed, index, replace(options, contrast=distractors))

@@ -30,7 +30,7 @@ def apply_mass_effect(anatomy: Anatomy, lesions: list[Lesion]) -> float:
     centre = np.array(
         [float((w * a).sum()) / total for a, w in ((x, weights), (y, weights), (z, weights))]
     )
-    amplitude = 2.0 * sum(volumes) ** (1 / 3)
+    amplitude = 3.5 * sum(volumes) ** (1 / 3)
     sigma = 18.0 + 1.2 * sum(volumes) ** (1 / 3)
 
     def displacement(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -48,5 +48,5 @@ def apply_mass_effect(anatomy: Anatomy, lesions: list[Lesion]) -> float:
     anatomy.tissue[k, i, j] = ndi.map_coordinates(
         anatomy.tissue, source.T, order=0, mode="nearest", prefilter=False
     )
-    shift_x, _, _ = displacement(np.float32(0.0), np.float32(-5.0), np.float32(15.0))
+    shift_x, _, _ = displacement(np.float32(0.0), np.float32(-8.0), np.float32(16.0))
     return float(abs(shift_x))

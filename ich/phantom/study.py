@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -127,3 +128,11 @@ def study_files(case: Case, distractors: bool) -> dict[str, bytes]:
         files["README.txt"] = b"Synthetic study written by ich synth; no patient data.\n"
     files |= {_name(ds): to_bytes(ds) for ds in datasets}
     return files
+
+
+def write_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Write ``study_files`` output under ``folder``."""
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)

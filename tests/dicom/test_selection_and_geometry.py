@@ -118,7 +118,7 @@ def test_gap_that_would_corrupt_volumes_is_refused(series, write) -> None:
 
 def test_mixed_matrix_sizes_set_aside(series, write) -> None:
     datasets = series()
-    odd = series(matrix=48, pixel_spacing_mm=4.8, slices=1)[0]
+    odd = series(matrix=48, pixel_spacing_mm=4.8, slices=1, series_uid=generate_uid())[0]
     odd.SeriesInstanceUID = datasets[0].SeriesInstanceUID
     volume = load(write([*datasets, odd]))
     assert volume.shape == (len(datasets), 96, 96)
@@ -244,13 +244,14 @@ def test_zip_bomb_is_refused() -> None:
 
 
 def test_mixed_study_selects_soft_kernel_axial(tmp_path: Path) -> None:
-    from ich.phantom.study import synth_study
+    from ich.phantom.generate import CaseOptions, synthesize
+    from ich.phantom.study import study_files, write_files
 
-    study = synth_study(matrix=48, distractors=True)
-    study.write(tmp_path)
+    case = synthesize(1, 0, CaseOptions(matrix=64, slice_mm=5.0, contrast=True))
+    write_files(tmp_path, study_files(case, distractors=True))
     report = inspect(tmp_path)
     assert report.error is None
-    assert report.selected_series_uid == study.target.series_uid
+    assert report.selected_series_uid == case.spec.series_uid
     by_number = {s.series_number: s for s in report.series}
     assert "localizer/scout" in by_number[1].reasons
     assert by_number[3].eligible and by_number[3].kernel_class == "sharp"
@@ -258,7 +259,7 @@ def test_mixed_study_selects_soft_kernel_axial(tmp_path: Path) -> None:
     assert any("derived" in r for r in by_number[5].reasons)
     skipped = {s.name: s.reason for s in report.skipped}
     assert skipped["README.txt"] == "not a DICOM file"
-    assert "Basic Text SR" in skipped["S0900_report/SR0001.dcm"]
+    assert "Basic Text SR" in skipped["dicom/report.dcm"]
 
 
 def test_thickness_preference_over_slice_count(series, write) -> None:
