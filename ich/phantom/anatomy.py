@@ -75,8 +75,8 @@ class HeadParams:
             back=size * rng.uniform(86.0, 94.0),
             top=size * rng.uniform(66.0, 74.0),
             bottom=size * rng.uniform(58.0, 64.0),
-            skull_mm=rng.uniform(4.5, 7.5),
-            scalp_mm=rng.uniform(4.5, 7.5),
+            skull_mm=rng.uniform(3.8, 6.0),
+            scalp_mm=rng.uniform(4.0, 6.5),
             atrophy=atrophy,
             ventricle_scale=rng.uniform(0.8, 1.05) + 0.55 * atrophy,
             asymmetry=tuple(rng.uniform(-0.03, 0.03, 4)),  # type: ignore[arg-type]
@@ -185,7 +185,9 @@ def _floor(grid: HeadGrid, p: HeadParams) -> np.ndarray:
     posterior = 1.0 / (1.0 + np.exp(-(y - _petrous_line(x)) / 3.0))
     middle = np.clip(1.0 - anterior - posterior, 0.0, 1.0)
     sella = -28.0 - 14.0 * (1.0 - np.exp(-((x / 16.0) ** 2)))
-    floor = anterior * -22.0 + middle * sella + posterior * -200.0
+    # Orbital roofs bulge up on either side of the lower cribriform plate.
+    orbital = -25.0 + 7.0 * np.exp(-(((np.abs(x) - 28.0) / 13.0) ** 2))
+    floor = anterior * orbital + middle * sella + posterior * -200.0
     ridge = 14.0 * np.exp(-(((y - _petrous_line(x)) / 3.5) ** 2)) * (np.abs(x) > 14)
     return (floor + ridge).astype(np.float32)
 
@@ -246,17 +248,17 @@ def _scalp_and_skull(
     floor = above_floor.reshape(-1)[shell]
     # Thicker at the occiput and frontal bone, thin temporal squama; temporalis laterally.
     lateral = (xs / rs) ** 2
-    skull = p.skull_mm * (1.0 + 0.25 * (ys / rs) ** 2 - 0.45 * lateral * (np.abs(zs) < 35))
+    skull = p.skull_mm * (1.0 + 0.2 * (ys / rs) ** 2 - 0.4 * lateral * (np.abs(zs) < 35))
     scalp = p.scalp_mm + 5.0 * lateral * np.exp(-(((zs + 5.0) / 25.0) ** 2))
     flat = tissue.reshape(-1)
     flat[shell] = np.select(
         [
-            (floor > -np.where(ys < -0.42 * p.front, 4.0, 10.0)) & (floor <= 0) & (out < skull),
+            (floor > -np.where(ys < -0.42 * p.front, 4.0, 6.0)) & (floor <= 0) & (out < skull),
             out < 0,
             (out > 1.6) & (out < skull - 1.6),
             out < skull,
-            out < skull + 0.35 * scalp,
-            out < skull + scalp - 1.8,
+            out < skull + 0.55 * scalp,
+            out < skull + scalp - 2.2,
             (out < skull + scalp) & (zs >= -8.0),
         ],
         [
@@ -284,12 +286,15 @@ def _brain(
     cavity = depth > 0
     supra = cavity & ~infratentorial
     # Cortex: grey matter near the surface and around sulci (zero-set of a smooth field).
-    field = smooth_noise(tissue.shape, p.sulcal_feature_mm / grid.spacing_mm[0], rng)
-    sulcal_depth = 12.0 + 6.0 * p.atrophy
+    # Elongated along z: sulci are sheets running in from the surface, so at the convexity
+    # (where axial slices cut them) they stay visible through a thick slice.
+    feature = p.sulcal_feature_mm / grid.spacing_mm[0]
+    field = smooth_noise(tissue.shape, (2.2 * feature, feature, feature), rng)
+    sulcal_depth = 14.0 + 6.0 * p.atrophy
     near_surface = depth < sulcal_depth + 4.0
     ribbon = np.abs(field)
-    sulcus_w = 0.05 + 0.08 * p.atrophy
-    grey = supra & ((depth < 3.5) | (near_surface & (ribbon < sulcus_w + 0.2)))
+    sulcus_w = 0.15 + 0.15 * p.atrophy
+    grey = supra & ((depth < 5.5) | (near_surface & (ribbon < sulcus_w + 0.3)))
     tissue[grey] = Tissue.GREY
     sas = 0.8 + 2.2 * p.atrophy
     sulci = supra & (depth < sulcal_depth) & (ribbon < sulcus_w * (1.2 - depth / sulcal_depth))
@@ -300,20 +305,21 @@ def _brain(
     folia = np.abs(smooth_noise(tissue[fossa].shape, 4.0 / grid.spacing_mm[0], rng)) < 0.12
     cleft = (folia & (depth[fossa] < 14.0)) | (depth[fossa] < 0.6 + 1.2 * p.atrophy)
     paint(tissue, fossa, cleft & infratentorial[fossa], Tissue.CSF)
-    _fissures(tissue, depth, supra, p, grid)
+    _fissures(tissue, supra, field, p, grid)
     _deep_structures(tissue, p, grid)
     _ventricles(tissue, p, grid)
     _cisterns(tissue, p, grid)
 
 
 def _fissures(
-    tissue: np.ndarray, depth: np.ndarray, supra: np.ndarray, p: HeadParams, grid: HeadGrid
+    tissue: np.ndarray, supra: np.ndarray, field: np.ndarray, p: HeadParams, grid: HeadGrid
 ) -> None:
+    """Interhemispheric and sylvian fissures; ``field`` makes the sylvian ones wander."""
     z, y, x = grid.axes()
-    half = 0.9 + 1.8 * p.atrophy
+    half = 0.4 + 1.0 * p.atrophy
     callosum = (z > 24.0) | (np.abs(y) > 48.0)
-    interhemispheric = supra & callosum & (np.abs(x) < half + 1.2)
-    tissue[interhemispheric & (np.abs(x) < half + 1.2)] = Tissue.GREY
+    interhemispheric = supra & callosum & (np.abs(x) < half + 0.8)
+    tissue[interhemispheric] = Tissue.GREY
     tissue[interhemispheric & (np.abs(x) < half)] = Tissue.CSF
     # Sylvian fissures: oblique clefts from the temporal surface towards the suprasellar cistern.
     for side in (1.0, -1.0):
@@ -321,9 +327,9 @@ def _fissures(
         n = np.array([0.37, 0.93])
         px, py = side * x, y
         along = (px - 22.0) * u[0] + (py + 14.0) * u[1]
-        across = (px - 22.0) * n[0] + (py + 14.0) * n[1]
-        width = 0.8 + 1.8 * p.atrophy
-        region = supra & (along > -4) & (along < 60) & (z > -30) & (z < 6 - 0.15 * along)
+        across = (px - 22.0) * n[0] + (py + 14.0) * n[1] + 3.5 * field
+        width = 0.6 + 1.6 * p.atrophy
+        region = supra & (along > -4) & (along < 45) & (z > -28) & (z < 4 - 0.15 * along)
         tissue[region & (np.abs(across) < width + 1.5)] = Tissue.GREY
         tissue[region & (np.abs(across) < width)] = Tissue.CSF
 
@@ -407,6 +413,8 @@ def _skull_base(
     """Orbits, sinuses, mastoid air cells and the petrous bone below the cranial floor."""
     below = (Tissue.MUSCLE, Tissue.FAT, Tissue.CORTICAL_BONE, Tissue.DIPLOE)
     fy = -p.front
+    face = ellipsoid(grid, (0.0, fy + 12.0, -52.0), (0.8 * p.half_width, 30.0, 34.0))
+    paint(tissue, *face, Tissue.MUSCLE, over=(Tissue.AIR,))
     for c in _bilateral(31.0, fy + 6.0, -36.0):
         paint(tissue, *ellipsoid(grid, c, (15.0, 22.0, 12.0)), Tissue.ORBIT_FAT, over=below)
     for c in _bilateral(31.0, fy - 2.0, -36.0):

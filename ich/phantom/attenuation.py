@@ -21,16 +21,16 @@ _RANGES: dict[Tissue, tuple[float, float, float]] = {
     Tissue.SKIN: (35.0, 55.0, 6.0),
     Tissue.FAT: (-110.0, -80.0, 12.0),
     Tissue.MUSCLE: (40.0, 60.0, 5.0),
-    Tissue.CORTICAL_BONE: (1250.0, 1700.0, 160.0),
+    Tissue.CORTICAL_BONE: (1100.0, 1600.0, 160.0),
     Tissue.DIPLOE: (450.0, 800.0, 180.0),
     Tissue.AIR_CELLS: (-950.0, -850.0, 40.0),
-    Tissue.CSF: (4.0, 12.0, 1.0),
-    Tissue.VENTRICLE: (2.0, 10.0, 0.6),
-    Tissue.GREY: (36.0, 42.0, 1.2),
-    Tissue.WHITE: (25.0, 31.0, 1.0),
-    Tissue.DEEP_GREY: (34.0, 40.0, 1.2),
-    Tissue.BRAINSTEM: (29.0, 34.0, 1.2),
-    Tissue.CEREBELLUM: (34.0, 40.0, 1.5),
+    Tissue.CSF: (6.0, 13.0, 1.0),
+    Tissue.VENTRICLE: (4.0, 11.0, 0.6),
+    Tissue.GREY: (37.0, 43.0, 1.2),
+    Tissue.WHITE: (27.5, 32.5, 1.0),
+    Tissue.DEEP_GREY: (35.0, 40.0, 1.2),
+    Tissue.BRAINSTEM: (30.0, 35.0, 1.2),
+    Tissue.CEREBELLUM: (32.0, 37.0, 1.5),
     Tissue.DURA: (40.0, 52.0, 2.0),
     Tissue.CALCIFICATION: (150.0, 400.0, 60.0),
     Tissue.ORBIT_FAT: (-105.0, -80.0, 10.0),
@@ -56,7 +56,7 @@ class TissueHU:
             mean[tissue] = rng.uniform(low, high)
             sd[tissue] = texture
         # Keep the grey-white contrast within what scanners show (4-12 HU).
-        mean[Tissue.WHITE] = min(mean[Tissue.WHITE], mean[Tissue.GREY] - 5.0)
+        mean[Tissue.WHITE] = min(mean[Tissue.WHITE], mean[Tissue.GREY] - 6.0)
         mean[Tissue.DEEP_GREY] = min(mean[Tissue.DEEP_GREY], mean[Tissue.GREY])
         return cls(mean, sd)
 

@@ -88,19 +88,24 @@ def _bspline_upsample(coarse: np.ndarray, axis: int, size: int, factor: float) -
 
 
 def smooth_noise(
-    shape: tuple[int, ...], feature_vox: float, rng: np.random.Generator
+    shape: tuple[int, ...],
+    feature_vox: float | tuple[float, ...],
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """Zero-mean, unit-variance random field whose features are about ``feature_vox`` wide.
+    """Zero-mean, unit-variance random field whose features are about ``feature_vox`` wide
+    (one width, or one per axis for elongated features).
 
     White noise on a coarse lattice, B-spline interpolated axis by axis: a band-limited field
     at the cost of a few passes over the output, several times cheaper than filtering.
     """
-    factor = max(feature_vox / 2.0, 1.0)
+    widths = np.broadcast_to(np.asarray(feature_vox, dtype=float), (len(shape),))
+    factors = [max(w / 2.0, 1.0) for w in widths]
     field = rng.standard_normal(
-        tuple(int(np.ceil(n / factor)) + 3 for n in shape), dtype=np.float32
+        tuple(int(np.ceil(n / f)) + 3 for n, f in zip(shape, factors, strict=True)),
+        dtype=np.float32,
     )
     for axis in reversed(range(len(shape))):
-        field = _bspline_upsample(field, axis, shape[axis], factor)
+        field = _bspline_upsample(field, axis, shape[axis], factors[axis])
     field -= field.mean()
     return field / max(float(field.std()), 1e-6)
 

@@ -119,7 +119,7 @@ class Protocol:
             kernel=kernel,
             rescale_intercept=-1024.0 if rng.random() < 0.75 else 0.0,
             transfer_syntax=transfer_syntax,
-            noise_sd_hu=float(rng.uniform(2.6, 4.2)) * math.sqrt(5.0 / slice_mm),
+            noise_sd_hu=float(rng.uniform(2.4, 4.0)) * math.sqrt(5.0 / slice_mm),
         )
 
 
@@ -225,7 +225,7 @@ def add_noise(
     slices are noisier.
     """
     white = rng.standard_normal(planes.shape, dtype=np.float32)
-    textured = ndi.gaussian_filter(white, (0, 0.65, 0.65))
+    textured = ndi.gaussian_filter(white, (0, 1.0, 1.0))
     textured *= np.float32(sd_hu / float(textured.std()))
     textured *= slice_boost[:, None, None].astype(np.float32)
     return planes + textured
