@@ -186,7 +186,7 @@ def encode_series(planes: np.ndarray, spec: SeriesSpec, study: StudyInfo) -> lis
         ds = _dataset(study, spec, index, origin)
         ds.PixelData = _stored(hu, spec).tobytes()
         if UID(spec.transfer_syntax).is_compressed:
-            ds.compress(spec.transfer_syntax)
+            ds.compress(spec.transfer_syntax, generate_instance_uid=False)
         else:
             ds.file_meta.TransferSyntaxUID = spec.transfer_syntax
         datasets.append(ds)
@@ -250,5 +250,5 @@ def write_enhanced_series(phantom: Phantom, spec: SeriesSpec, study: StudyInfo) 
     ]
     ds.PixelData = b"".join(frame.PixelData for frame in frames)
     if UID(spec.transfer_syntax).is_compressed:
-        ds.compress(spec.transfer_syntax)
+        ds.compress(spec.transfer_syntax, generate_instance_uid=False)
     return ds
