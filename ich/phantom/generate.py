@@ -186,25 +186,38 @@ def composite(
     best = np.zeros(image.shape, dtype=np.float32)
     owner = np.zeros(image.shape, dtype=np.uint16)
     for number, lesion in enumerate(lesions, start=1):
+        oedema = np.zeros(0, np.float32)
         if lesion.exact is not None:
-            fraction = render_exact(
+            patch = render_exact(
                 renderer,
                 lesion.exact.inside,
                 site.allowed(lesion.exact.allowed),
                 lesion.exact.lower_mm,
                 lesion.exact.upper_mm,
             )
+            if patch is None:
+                continue
+            region, fraction = patch
             blood_hu = fraction * np.float32(lesion.hu)
         else:
-            fraction = np.clip(renderer.render_box(lesion.blood, lesion.box), 0.0, 1.0)
-            blood_hu = renderer.render_box(lesion.blood * texture(lesion, rng), lesion.box)
-        if lesion.oedema is not None:
-            image -= lesion.oedema_drop_hu * renderer.render_box(lesion.oedema, lesion.box)
-        image *= 1.0 - fraction
-        image += blood_hu
-        wins = fraction > best
-        best[wins] = fraction[wins]
-        owner[wins] = number
+            fields = [lesion.blood, lesion.blood * texture(lesion, rng)]
+            if lesion.oedema is not None:
+                fields.append(lesion.oedema)
+            rendered = renderer.render_patch(fields, lesion.box)
+            if rendered is None:
+                continue
+            region, (fraction, blood_hu, *rest) = rendered
+            np.clip(fraction, 0.0, 1.0, out=fraction)
+            oedema = rest[0] if rest else oedema
+        view = image[region]
+        if oedema.size:
+            view -= lesion.oedema_drop_hu * oedema
+        view *= 1.0 - fraction
+        view += blood_hu
+        best_view, owner_view = best[region], owner[region]
+        wins = fraction > best_view
+        best_view[wins] = fraction[wins]
+        owner_view[wins] = number
     return best, owner
 
 

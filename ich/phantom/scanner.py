@@ -47,6 +47,10 @@ ones are the lossless codecs pydicom can encode (JPEG Lossless Process 14 it can
 THICKNESSES = ((5.0, 0.6), (2.5, 0.25), (1.25, 0.08), (0.625, 0.07))
 
 
+Region = tuple[slice, slice, slice]
+"""A block of the series: (slices, rows, columns)."""
+
+
 @dataclass(frozen=True)
 class HeadPose:
     """Rigid placement of the head frame in patient space: ``p = rotation @ q + offset``."""
@@ -198,22 +202,39 @@ class Renderer:
         half = ndi.map_coordinates(slab, self.coords, order=1, cval=outside, prefilter=False)
         return upsample2(half)
 
-    def render_box(self, values: np.ndarray, box: tuple[slice, slice, slice]) -> np.ndarray:
-        """Full-resolution planes of a field that is zero outside ``box``."""
+    def render_patch(
+        self, fields: list[np.ndarray], box: tuple[slice, slice, slice]
+    ) -> tuple[Region, list[np.ndarray]] | None:
+        """Full-resolution planes of fields that are zero outside ``box``, as one region of
+        the series and a block per field (None when the box misses every plane).
+
+        Only the planes and pixels near the box are sampled and upsampled: a lesion costs
+        what its size costs, not what the series costs.
+        """
         pad = [(0, 0)] * 3
         pad[self.axis] = (self.reach + 1, self.reach + 1)
-        padded = slab_average(np.pad(values, pad), self.axis, self.thickness_vox)
         start = np.array([s.start - before for s, (before, _) in zip(box, pad, strict=True)])
-        stop = start + np.array(padded.shape)
-        local = self.coords - start[:, None, None, None].astype(np.float32)
-        near = np.all(
-            (self.coords >= start[:, None, None, None] - 1)
-            & (self.coords <= stop[:, None, None, None]),
-            axis=0,
+        stop = (
+            start
+            + np.array([s.stop - s.start for s in box])
+            + 2 * (self.reach + 1) * (np.arange(3) == self.axis)
         )
-        half = np.zeros(self.coords.shape[1:], dtype=np.float32)
-        half[near] = ndi.map_coordinates(padded, local[:, near], order=1, cval=0.0, prefilter=False)
-        return upsample2(half)
+        lo, hi = start[:, None, None, None] - 1, stop[:, None, None, None]
+        near = np.all((self.coords >= lo) & (self.coords <= hi), axis=0)
+        if not near.any():
+            return None
+        (k0, k1), (i0, i1), (j0, j1) = (
+            (int(index.min()), int(index.max()) + 1) for index in np.nonzero(near)
+        )
+        i0, j0 = max(i0 - 1, 0), max(j0 - 1, 0)
+        i1, j1 = min(i1 + 1, near.shape[1]), min(j1 + 1, near.shape[2])
+        local = self.coords[:, k0:k1, i0:i1, j0:j1] - start[:, None, None, None].astype(np.float32)
+        blocks = []
+        for values in fields:
+            padded = slab_average(np.pad(values, pad), self.axis, self.thickness_vox)
+            half = ndi.map_coordinates(padded, local, order=1, cval=0.0, prefilter=False)
+            blocks.append(upsample2(half))
+        return (slice(k0, k1), slice(2 * i0, 2 * i1), slice(2 * j0, 2 * j1)), blocks
 
 
 def add_noise(
@@ -237,7 +258,7 @@ def render_exact(
     allowed: Callable[[np.ndarray], np.ndarray],
     lower_mm: np.ndarray,
     upper_mm: np.ndarray,
-) -> np.ndarray:
+) -> tuple[Region, np.ndarray] | None:
     """Full-resolution fraction of an analytic head-frame shape, sampled inside each voxel.
 
     For lesions smaller than the grid can carry (a punctate bleed is a few voxels of the
@@ -275,4 +296,13 @@ def render_exact(
         x, y, z = head[..., 0], head[..., 1], head[..., 2]
         hit = inside(z, y, x) & allowed(head)
         out[k, i0:i1, j0:j1] = hit.mean(axis=-1)
-    return out
+    return out_region(out)
+
+
+def out_region(full: np.ndarray) -> tuple[Region, np.ndarray] | None:
+    """The smallest region holding every non-zero value of ``full``, and that block."""
+    hit = np.nonzero(full)
+    if not hit[0].size:
+        return None
+    region = tuple(slice(int(i.min()), int(i.max()) + 1) for i in hit)
+    return region, full[region]  # type: ignore[return-value]
