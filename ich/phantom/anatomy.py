@@ -253,7 +253,7 @@ def _scalp_and_skull(
     flat = tissue.reshape(-1)
     flat[shell] = np.select(
         [
-            (floor > -np.where(ys < -0.42 * p.front, 4.0, 6.0)) & (floor <= 0) & (out < skull),
+            (floor > -np.where(ys < -0.42 * p.front, 2.5, 6.0)) & (floor <= 0) & (out < skull),
             out < 0,
             (out > 1.6) & (out < skull - 1.6),
             out < skull,
@@ -337,9 +337,9 @@ def _fissures(
 def _deep_structures(tissue: np.ndarray, p: HeadParams, grid: HeadGrid) -> None:
     inside = (Tissue.WHITE, Tissue.GREY)
     for centre, radii in (
-        ((13.0, -17.0, 10.0), (5.0, 9.0, 9.0)),  # caudate head
-        ((22.0, -4.0, 1.0), (6.0, 14.0, 9.0)),  # lentiform nucleus
-        ((10.0, 9.0, 4.0), (8.0, 11.0, 8.0)),  # thalamus
+        ((13.0, -17.0, 10.0), (5.5, 10.0, 9.0)),  # caudate head
+        ((22.0, -4.0, 1.0), (7.0, 16.0, 10.0)),  # lentiform nucleus
+        ((10.0, 9.0, 4.0), (8.5, 12.5, 9.0)),  # thalamus
     ):
         for c in _bilateral(*centre):
             paint(tissue, *ellipsoid(grid, c, radii), Tissue.DEEP_GREY, over=inside)

@@ -32,6 +32,8 @@ from ich.phantom.series_writer import SeriesSpec, StudyInfo, derived_uid
 AIR_HU = -1000.0
 _MIN_FRACTION = 0.5
 """A voxel is labelled blood when at least half of it is blood."""
+_BONE_MIXED_HU = 130.0
+"""Above this (before noise) a blood voxel is mostly partial volume with bone."""
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,8 @@ def truth(
 
     A voxel is blood when at least half of it is; a lesion too small for that anywhere (a
     punctate bleed split across slices) keeps the voxels holding at least half its peak, so
-    every visible lesion is labelled. Invisible ones (peak under 20%) are left out.
+    every visible lesion is labelled. Invisible ones (peak under 20%, or nothing left once
+    voxels mixed with bone are excluded) are left out.
     """
     instance = np.zeros(best.shape, dtype=np.uint16)
     label = np.zeros(best.shape, dtype=np.uint8)
@@ -243,7 +246,11 @@ def truth(
         peak = float(best[mine].max()) if mine.any() else 0.0
         if peak < 0.2:
             continue
-        mask = mine & (best >= min(_MIN_FRACTION, 0.5 * peak))
+        # Voxels sharing the slice with bone read as bone, not blood: an annotator leaves
+        # them out, and so does the label.
+        mask = mine & (best >= min(_MIN_FRACTION, 0.5 * peak)) & (case_hu < _BONE_MIXED_HU)
+        if not mask.any():
+            continue
         new_id = len(records) + 1
         instance[mask] = new_id
         label[mask] = lesion.spec.kind.label

@@ -282,7 +282,7 @@ def _iph(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
     stretch = _punctate_stretch(spec, site, radius)
     lobes = rng.normal(size=(int(rng.integers(2, 6)), 3))
     lobes /= np.linalg.norm(lobes, axis=1, keepdims=True)
-    amplitude = rng.uniform(0.15, 0.5, len(lobes))
+    amplitude = rng.uniform(0.2, 0.7, len(lobes))
     allowed_tissues = (*PARENCHYMA, Tissue.CSF)
 
     def radius_at(z: np.ndarray, y: np.ndarray, x: np.ndarray, r0: float) -> tuple:
@@ -304,11 +304,19 @@ def _iph(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
 
         return inside
 
+    jitter_seed = int(rng.integers(2**31))
+
     def shape(scale: float) -> tuple:
         box = grid.box(tuple(centre - reach(scale)), tuple(centre + reach(scale)))
         allowed = site.mask(box, allowed_tissues)
         subsample = _subsample_for(radius * scale, grid)
-        return box, _fraction(grid, box, inside_at(scale), subsample) * allowed
+        if radius * scale <= 4.0:
+            return box, _fraction(grid, box, inside_at(scale), subsample) * allowed
+        # Ragged margins: the boundary moves in and out with a fine random field.
+        dist, limit = radius_at(*grid.axes(box), radius * scale)
+        shape_ = np.broadcast_shapes(dist.shape, allowed.shape)
+        ragged = smooth_noise(shape_, 3.0, np.random.default_rng(jitter_seed))
+        return box, ((dist < limit * (1.0 + 0.12 * ragged)) & allowed).astype(np.float32)
 
     box, blood, scale = _fit(shape, spec.target_ml, grid)
     lesion = Lesion(spec, box, blood, float(rng.uniform(55, 85)), centre_mm=centre)
@@ -369,11 +377,11 @@ def _extradural(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesio
     u0 = _direction(site, anchor)
     anchor_plate = _plate(*anchor[:, None], site)[0] if edh else None
     side = np.sign(anchor[0] - site.centre[0])
-    base_alpha = np.radians(rng.uniform(14, 26) if edh else rng.uniform(30, 55))
-    base_thick = 0.35 * spec.target_ml ** (1 / 3) * (6.0 if edh else 3.0)
+    base_alpha = np.radians(rng.uniform(14, 26) if edh else rng.uniform(22, 40))
+    base_thick = 0.35 * spec.target_ml ** (1 / 3) * (6.0 if edh else 4.5)
 
     def shape(scale: float) -> tuple:
-        alpha = min(base_alpha * scale**0.5, np.radians(35 if edh else 80))
+        alpha = min(base_alpha * scale**0.4, np.radians(35 if edh else 70))
         thick = max(base_thick * scale, 0.8)
         chord = 2 * np.sin(alpha) * 95.0
         reach = chord / 2 + thick + 4
@@ -431,13 +439,15 @@ def _sah(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
     """Blood in the subarachnoid CSF within one or more balls (regions) of the head."""
     grid = site.grid
     csf = site.mask(tuple(slice(None) for _ in range(3)), (Tissue.CSF,))
-    z, _, x = grid.axes()
+    z, y, x = grid.axes()
     variants = ["basal", "sylvian", "sylvian"] if spec.stratum == "large" else [spec.variant]
     anchors = []
     for variant in variants:
         where = csf & (site.depth_mm > 0)
         if variant == "basal":
-            where &= (np.abs(z - site.centre[2] + 22) < 10) & (np.abs(x - site.centre[0]) < 25)
+            # The suprasellar and ambient cisterns, around and in front of the midbrain.
+            cx, cy, cz = site.centre
+            where &= (np.abs(z - cz + 18) < 8) & (np.abs(x - cx) < 16) & (np.abs(y - cy + 5) < 20)
         elif variant == "sylvian":
             side = (
                 x - site.centre[0]
