@@ -8,7 +8,17 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["ich.dicom", "ich.schema", "ich.cli", "ich.phantom.study"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "ich.dicom",
+        "ich.schema",
+        "ich.cli",
+        "ich.nifti",
+        "ich.phantom.dataset",
+        "ich.phantom.real_background",
+    ],
+)
 def test_torch_free_modules_do_not_import_torch(module: str) -> None:
     code = f"import sys, {module}; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

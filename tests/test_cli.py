@@ -76,3 +76,11 @@ def test_policy_file_and_overrides(study: Path, tmp_path: Path) -> None:
         policy.write_text(json.dumps(bad))
         result = runner.invoke(app, ["inspect", str(study), "--policy", str(policy)])
         assert result.exit_code == 2 and field in result.output
+
+
+def test_synth_on_missing_real_backgrounds_exits_2(tmp_path: Path) -> None:
+    out, nowhere = str(tmp_path / "out"), str(tmp_path / "nowhere")
+    args = ["synth", "--out", out, "--background", "real", "--real-dir", nowhere]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "Real backgrounds unavailable" in result.output and "--real-dir" in result.output

@@ -89,7 +89,9 @@ def _segment(volume: Volume, name: str) -> Background:
         sizes = ndi.sum(np.ones_like(depth), deep_csf, range(1, n + 1))
         big = 1 + np.flatnonzero(sizes > 400)
         tissue[np.isin(deep_csf, big)] = Tissue.VENTRICLE
-    tissue[intracranial & (smooth > 60)] = Tissue.CALCIFICATION
+    # Dense spots in the brain are calcifications; along the inner table it is partial
+    # volume with bone.
+    tissue[intracranial & (smooth > 60) & (depth > 4)] = Tissue.CALCIFICATION
     kk, ii, jj = np.nonzero(intracranial)
     centre = (float(x.ravel()[jj].mean()), float(y.ravel()[ii].mean()), float(z.ravel()[kk].mean()))
     infratentorial = intracranial & (z < centre[2] - 22) & (y > centre[1] + 5)
@@ -121,9 +123,14 @@ def _thicker(volume: Volume, slice_mm: float | None) -> tuple[np.ndarray, np.nda
 class RealBackgrounds:
     """The usable real scans under ``root``, loaded and segmented on first use."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, names: tuple[str, ...] = tuple(SOURCES)) -> None:
+        unknown = set(names) - set(SOURCES)
+        if unknown:
+            raise RealBackgroundError(
+                f"Unknown real background(s) {sorted(unknown)}; known: {sorted(SOURCES)}."
+            )
         self.root = root
-        available = {n: root / p for n, p in SOURCES.items() if (root / p).is_dir()}
+        available = {n: root / SOURCES[n] for n in names if (root / SOURCES[n]).is_dir()}
         if not available:
             raise RealBackgroundError(
                 f"None of the real background series ({', '.join(SOURCES.values())}) were "
@@ -174,6 +181,7 @@ class RealBackgrounds:
             orientation=(*row, *col),
             origin_mm=tuple(affine[:3, 3]),
             rescale_intercept=intercept,
+            pad_outside_fov=False,
             kernel="STANDARD",
             description=f"HEAD {spacing:.3g}mm STND",
             series_uid=derived_uid(study.study_uid, "axial"),
