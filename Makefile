@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO := .demo/study
+DEMO := .demo/synth
 REAL_CQ500 := ../shared/data/real/cq500/dicom
 # pip's notes about optional local indexes are noise on machines that lack them.
 QUIET_PIP := grep -v -e "is ignored: it is neither a file nor a directory" || true
@@ -22,15 +22,15 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: venv
-	@test -d $(DEMO) || $(BIN)/ich synth $(DEMO)
-	@COLUMNS=$${COLUMNS:-140} $(BIN)/ich inspect $(DEMO) --decode
+	@test -f $(DEMO)/manifest.json || $(BIN)/ich synth --out $(DEMO) --studies 2 --seed 1 --prevalence 1 --distractors 1 --slice-mm 5
+	@COLUMNS=$${COLUMNS:-140} $(BIN)/ich inspect $(DEMO)/case_00000/dicom --decode
 	@if [ -d $(REAL_CQ500) ]; then echo; echo "Real CT, three series of two studies (CQ500):"; \
 	  COLUMNS=$${COLUMNS:-140} $(BIN)/ich inspect $(REAL_CQ500) --decode; fi
 	@echo
-	@echo "Ingestion works on this study: $(DEMO) (synthetic, with the distractor series a scanner sends)."
-	@echo "Try it on your own DICOM:   $(BIN)/ich inspect PATH [--json] [--decode]"
-	@echo "Write another study:        $(BIN)/ich synth OUT [--tilt 15] [--matrix 256]"
-	@echo "All commands:               $(BIN)/ich --help"
+	@echo "Synthetic studies with ground truth: $(DEMO) (see $(DEMO)/manifest.json and each case's truth/)."
+	@echo "Try ingestion on your own DICOM:  $(BIN)/ich inspect PATH [--json] [--decode]"
+	@echo "Write a synthetic data set:       $(BIN)/ich synth --out DIR --studies N --seed S [--prevalence P] [--background phantom|real]"
+	@echo "All commands:                     $(BIN)/ich --help"
 
 lint: venv
 	$(BIN)/ruff check .
@@ -43,6 +43,7 @@ test: venv
 
 bench: venv
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/synth.py
 
 clean:
 	rm -rf .demo .pytest_cache .ruff_cache

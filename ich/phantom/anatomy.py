@@ -254,7 +254,8 @@ def _scalp_and_skull(
     flat[shell] = np.select(
         [
             (floor > -np.where(ys < -0.42 * p.front, 2.5, 6.0)) & (floor <= 0) & (out < skull),
-            out < 0,
+            # Well below the cranial floor the ovoid's shell is face and neck, not skull.
+            (out < 0) | ((floor < -8.0) & (out < skull + scalp)),
             (out > 1.6) & (out < skull - 1.6),
             out < skull,
             out < skull + 0.55 * scalp,
@@ -291,10 +292,10 @@ def _brain(
     feature = p.sulcal_feature_mm / grid.spacing_mm[0]
     field = smooth_noise(tissue.shape, (2.2 * feature, feature, feature), rng)
     sulcal_depth = 14.0 + 6.0 * p.atrophy
-    near_surface = depth < sulcal_depth + 4.0
+    near_surface = depth < sulcal_depth + 2.0
     ribbon = np.abs(field)
     sulcus_w = 0.15 + 0.15 * p.atrophy
-    grey = supra & ((depth < 5.5) | (near_surface & (ribbon < sulcus_w + 0.3)))
+    grey = supra & ((depth < 5.0) | (near_surface & (ribbon < sulcus_w + 0.22)))
     tissue[grey] = Tissue.GREY
     sas = 0.8 + 2.2 * p.atrophy
     sulci = supra & (depth < sulcal_depth) & (ribbon < sulcus_w * (1.2 - depth / sulcal_depth))

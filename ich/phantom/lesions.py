@@ -319,7 +319,7 @@ def _iph(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
         return box, ((dist < limit * (1.0 + 0.12 * ragged)) & allowed).astype(np.float32)
 
     box, blood, scale = _fit(shape, spec.target_ml, grid)
-    lesion = Lesion(spec, box, blood, float(rng.uniform(55, 85)), centre_mm=centre)
+    lesion = Lesion(spec, box, blood, float(rng.uniform(50, 78)), centre_mm=centre)
     if spec.target_ml < _EXACT_BELOW_ML:
         lesion.exact = Exact(
             inside_at(scale), allowed_tissues, centre - reach(scale), centre + reach(scale)
@@ -405,7 +405,7 @@ def _extradural(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesio
         return box, _fraction(grid, box, inside, _subsample_for(thick * 2, grid)) * allowed
 
     box, blood, _ = _fit(shape, spec.target_ml, grid, exponent=0.45)
-    hu = float(rng.uniform(55, 82) if spec.acute else rng.uniform(32, 45))
+    hu = float(rng.uniform(50, 78) if spec.acute else rng.uniform(32, 45))
     return Lesion(spec, box, blood, hu, centre_mm=anchor)
 
 
@@ -431,7 +431,7 @@ def _falx_sdh(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
         return box, _fraction(grid, box, inside, 3) * allowed
 
     box, blood, _ = _fit(shape, spec.target_ml, grid, exponent=0.9)
-    hu = float(rng.uniform(55, 80) if spec.acute else rng.uniform(34, 45))
+    hu = float(rng.uniform(50, 76) if spec.acute else rng.uniform(34, 45))
     return Lesion(spec, box, blood, hu, centre_mm=c)
 
 
@@ -492,7 +492,7 @@ def _sah(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
     exact = spec.target_ml < _EXACT_BELOW_ML
     factor = 0.5 if exact else _SAH_THINNING
     box, blood, scale = _fit(shape, spec.target_ml * factor, grid, exponent=0.4)
-    lesion = Lesion(spec, box, blood, float(rng.uniform(45, 70)), centre_mm=anchors[0])
+    lesion = Lesion(spec, box, blood, float(rng.uniform(42, 65)), centre_mm=anchors[0])
     if exact:
         lesion.exact = Exact(inside_at(scale), (Tissue.CSF,), *bounds(scale))
     return lesion
