@@ -8,14 +8,14 @@ byte-identical.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ich.phantom.anatomy import Anatomy, HeadParams, Tissue, build_anatomy
 from ich.phantom.attenuation import TissueHU, to_hu
 from ich.phantom.lesions import (
-    Kind,
     Lesion,
     LesionSpec,
     Site,
@@ -88,7 +88,7 @@ class Case:
     instances: list[InstanceTruth]
     mimics: list[str]
     midline_shift_mm: float
-    head: dict[str, float]
+    head: dict[str, Any]
     background: str = "phantom"
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     """Other renderings of the same scan (e.g. post-contrast) for distractor series."""
@@ -286,6 +286,52 @@ def _enhancement(anatomy: Anatomy, rng: np.random.Generator) -> np.ndarray:
     return gain
 
 
+def synthetic_study(background: str, seed: int, index: int) -> StudyInfo:
+    """Identifiers of a synthetic study, fixed by (seed, index); no real patient data."""
+    return StudyInfo(
+        study_uid=derived_uid("ich-synth", background, seed, index, "study"),
+        frame_of_reference_uid=derived_uid("ich-synth", background, seed, index, "frame"),
+        patient_id=f"SYN-{seed}-{index:05d}",
+        patient_name=f"Synthetic^Case{index:05d}",
+        accession=f"{background[0].upper()}{seed % 10000:04d}{index:06d}",
+    )
+
+
+def labelled_case(
+    seed: int,
+    index: int,
+    study: StudyInfo,
+    spec: SeriesSpec,
+    protocol: Protocol,
+    image: np.ndarray,
+    blend: tuple[np.ndarray, np.ndarray, list[Lesion]],
+    head: dict[str, Any],
+    background: str = "phantom",
+) -> Case:
+    """A case from its composited image (before noise) and ``composite``'s (fraction, owner)
+    with the lesions: the label and instance volumes and records are measured here."""
+    case = Case(
+        seed=seed,
+        index=index,
+        study=study,
+        spec=spec,
+        protocol=protocol,
+        hu=image,
+        label=np.zeros(0, np.uint8),
+        instance=np.zeros(0, np.uint16),
+        instances=[],
+        mimics=[],
+        midline_shift_mm=0.0,
+        head=head,
+        background=background,
+    )
+    best, owner, lesions = blend
+    case.label, case.instance, case.instances = truth(
+        image, best, owner, lesions, case.affine, case.voxel_ml
+    )
+    return case
+
+
 def synthesize(seed: int, index: int, options: CaseOptions | None = None) -> Case:
     """Build one phantom case (the series and its ground truth) in memory."""
     options = options or CaseOptions()
@@ -315,48 +361,22 @@ def synthesize(seed: int, index: int, options: CaseOptions | None = None) -> Cas
     hu_grid = to_hu(anatomy, TissueHU.sample(rng), rng)
     mimics += add_beam_hardening(anatomy, hu_grid, rng)
     pose = HeadPose.sample(rng)
-    study = StudyInfo(
-        study_uid=derived_uid("ich-synth", seed, index, "study"),
-        frame_of_reference_uid=derived_uid("ich-synth", seed, index, "frame"),
-        patient_id=f"SYN-{seed}-{index:05d}",
-        patient_name=f"Synthetic^Case{index:05d}",
-        accession=f"S{seed % 10000:04d}{index:06d}",
-    )
+    study = synthetic_study("phantom", seed, index)
     spec = _series_spec(protocol, pose, params, study, derived_uid(study.study_uid, "axial"))
     renderer = Renderer(grid, pose, _planes(spec), protocol.slice_mm)
     image = renderer.render(hu_grid, AIR_HU)
     contrast = renderer.render(_enhancement(anatomy, rng), 0.0) if options.contrast else None
     best, owner = composite(image, lesions, renderer, site, rng)
-    case = Case(
-        seed=seed,
-        index=index,
-        study=study,
-        spec=spec,
-        protocol=protocol,
-        hu=image,
-        label=np.zeros(0, np.uint8),
-        instance=np.zeros(0, np.uint16),
-        instances=[],
-        mimics=mimics,
-        midline_shift_mm=round(shift, 2),
-        head={
-            "width_mm": round(2 * params.half_width, 1),
-            "length_mm": round(params.front + params.back, 1),
-            "skull_mm": round(params.skull_mm, 2),
-            "atrophy": round(params.atrophy, 3),
-        },
-    )
-    case.label, case.instance, case.instances = truth(
-        image, best, owner, lesions, case.affine, case.voxel_ml
-    )
+    head = {
+        "width_mm": round(2 * params.half_width, 1),
+        "length_mm": round(params.front + params.back, 1),
+        "skull_mm": round(params.skull_mm, 2),
+        "atrophy": round(params.atrophy, 3),
+    }
+    case = labelled_case(seed, index, study, spec, protocol, image, (best, owner, lesions), head)
+    case.mimics, case.midline_shift_mm = mimics, round(shift, 2)
     case.mimics += add_motion(image, rng)
     case.hu = add_noise(image, protocol.noise_sd_hu, rng, _noise_boost(renderer, pose, spec))
     if contrast is not None:
         case.extras["contrast"] = case.hu + contrast
     return case
-
-
-def with_lesions(*specs: tuple[Kind, str]) -> CaseOptions:
-    """Options forcing the given (kind, stratum) lesions, variants drawn at random."""
-    rng = np.random.default_rng(0)
-    return replace(CaseOptions(), lesions=tuple(sample_spec(rng, k, s) for k, s in specs))

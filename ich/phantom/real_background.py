@@ -28,10 +28,18 @@ from ich.dicom.volume import Volume
 from ich.errors import IchError
 from ich.phantom.anatomy import Tissue
 from ich.phantom.fields import HeadGrid
-from ich.phantom.generate import Case, CaseOptions, case_rng, composite, lesion_specs, truth
+from ich.phantom.generate import (
+    Case,
+    CaseOptions,
+    case_rng,
+    composite,
+    labelled_case,
+    lesion_specs,
+    synthetic_study,
+)
 from ich.phantom.lesions import Site, draw_lesion
 from ich.phantom.scanner import HeadPose, Planes, Protocol, Renderer
-from ich.phantom.series_writer import SeriesSpec, StudyInfo, derived_uid
+from ich.phantom.series_writer import SeriesSpec, derived_uid
 
 SOURCES = {
     "cq500-ct0": "cq500/dicom",
@@ -165,13 +173,7 @@ class RealBackgrounds:
         pixel = float(np.linalg.norm(affine[:3, 2]))
         normal = np.cross(row, col)
         step = float(affine[:3, 0] @ normal)
-        study = StudyInfo(
-            study_uid=derived_uid("ich-synth-real", seed, index, "study"),
-            frame_of_reference_uid=derived_uid("ich-synth-real", seed, index, "frame"),
-            patient_id=f"SYN-{seed}-{index:05d}",
-            patient_name=f"Synthetic^Case{index:05d}",
-            accession=f"R{seed % 10000:04d}{index:06d}",
-        )
+        study = synthetic_study("real", seed, index)
         intercept = -1024.0 if rng.random() < 0.75 else 0.0
         spec = SeriesSpec(
             slices=len(hu),
@@ -208,22 +210,7 @@ class RealBackgrounds:
             transfer_syntax=spec.transfer_syntax,
             noise_sd_hu=noise_sd,
         )
-        case = Case(
-            seed=seed,
-            index=index,
-            study=study,
-            spec=spec,
-            protocol=protocol,
-            hu=image,
-            label=np.zeros(0, np.uint8),
-            instance=np.zeros(0, np.uint16),
-            instances=[],
-            mimics=[],
-            midline_shift_mm=0.0,
-            head={"source": background.name},
-            background=f"real:{background.name}",
-        )
-        case.label, case.instance, case.instances = truth(
-            image, best, owner, lesions, case.affine, case.voxel_ml
-        )
-        return case
+        head = {"source": background.name}
+        blend = (best, owner, lesions)
+        name = f"real:{background.name}"
+        return labelled_case(seed, index, study, spec, protocol, image, blend, head, name)
