@@ -192,11 +192,14 @@ def _floor(grid: HeadGrid, p: HeadParams) -> np.ndarray:
     return (floor + ridge).astype(np.float32)
 
 
-def _tentorium(grid: HeadGrid) -> np.ndarray:
-    """z of the tentorium over (y, x): a tent from the incisura down to the occiput."""
-    _, y, x = grid.axes()
-    y, x = y[0], x[0]
+def tentorium_height(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """z of the tentorium over head-frame (x, y): a tent from the incisura to the occiput."""
     return (-8.0 - 0.28 * np.abs(x) - 0.2 * np.clip(y - 10.0, 0.0, None)).astype(np.float32)
+
+
+def _tentorium(grid: HeadGrid) -> np.ndarray:
+    _, y, x = grid.axes()
+    return tentorium_height(x[0], y[0])
 
 
 def build_anatomy(p: HeadParams, grid: HeadGrid, rng: np.random.Generator) -> Anatomy:

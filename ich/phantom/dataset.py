@@ -47,6 +47,7 @@ def case_record(case: Case, folder: str) -> dict[str, Any]:
         "instances": [asdict(i) for i in case.instances],
         "total_volume_ml": round(sum(i.volume_ml for i in case.instances), 5),
         "midline_shift_mm": case.midline_shift_mm,
+        "dropped_lesions": case.dropped_lesions,
         "mimics": case.mimics,
         "head": case.head,
         "protocol": {

@@ -8,12 +8,13 @@ byte-identical.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ich.phantom.anatomy import Anatomy, HeadParams, Tissue, build_anatomy
+from ich.phantom.anatomy import Anatomy, HeadParams, Tissue, build_anatomy, tentorium_height
 from ich.phantom.attenuation import TissueHU, to_hu
 from ich.phantom.lesions import (
     Lesion,
@@ -90,6 +91,8 @@ class Case:
     midline_shift_mm: float
     head: dict[str, Any]
     background: str = "phantom"
+    dropped_lesions: int = 0
+    """Lesions drawn but too faint to label on this series (0 unless retries ran out)."""
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     """Other renderings of the same scan (e.g. post-contrast) for distractor series."""
 
@@ -116,8 +119,25 @@ class Case:
         return [names[c] for c in sorted({i.label for i in self.instances})]
 
 
-def case_rng(seed: int, index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, index])
+_ATTEMPTS = 4
+
+
+def until_visible(
+    build: Callable[[np.random.Generator], tuple[Case, int]], seed: int, index: int
+) -> Case:
+    """Build a case, drawing it again (deterministically) while a lesion it was given is
+    invisible on its series: a study meant to bleed must show every bleed it claims.
+
+    ``build`` returns the case and how many lesions it drew. The last attempt is kept as it
+    is, with ``dropped_lesions`` saying how many did not show.
+    """
+    for attempt in range(_ATTEMPTS):
+        key = [seed, index] if attempt == 0 else [seed, index, attempt]
+        case, drawn = build(np.random.default_rng(key))
+        case.dropped_lesions = drawn - len(case.instances)
+        if not case.dropped_lesions:
+            break
+    return case
 
 
 def lesion_specs(rng: np.random.Generator, options: CaseOptions) -> list[LesionSpec]:
@@ -233,10 +253,10 @@ def truth(
 ) -> tuple[np.ndarray, np.ndarray, list[InstanceTruth]]:
     """Label and instance volumes and the per-instance record, measured on the series grid.
 
-    A voxel is blood when at least half of it is; a lesion too small for that anywhere (a
-    punctate bleed split across slices) keeps the voxels holding at least half its peak, so
-    every visible lesion is labelled. Invisible ones (peak under 20%, or nothing left once
-    voxels mixed with bone are excluded) are left out.
+    A voxel is blood when at least half of it is; a punctate bleed too small for that
+    anywhere (split across slices) keeps the voxels holding at least half its peak, so it is
+    still labelled. Lesions with nothing left (peak under 20%, under half everywhere, or only
+    voxels mixed with bone) are invisible on this series and left out of the truth.
     """
     instance = np.zeros(best.shape, dtype=np.uint16)
     label = np.zeros(best.shape, dtype=np.uint8)
@@ -248,7 +268,8 @@ def truth(
             continue
         # Voxels sharing the slice with bone read as bone, not blood: an annotator leaves
         # them out, and so does the label.
-        mask = mine & (best >= min(_MIN_FRACTION, 0.5 * peak)) & (case_hu < _BONE_MIXED_HU)
+        floor = min(_MIN_FRACTION, 0.5 * peak) if lesion.exact is not None else _MIN_FRACTION
+        mask = mine & (best >= floor) & (case_hu < _BONE_MIXED_HU)
         if not mask.any():
             continue
         new_id = len(records) + 1
@@ -334,8 +355,13 @@ def labelled_case(
 
 def synthesize(seed: int, index: int, options: CaseOptions | None = None) -> Case:
     """Build one phantom case (the series and its ground truth) in memory."""
-    options = options or CaseOptions()
-    rng = case_rng(seed, index)
+    chosen = options or CaseOptions()
+    return until_visible(lambda rng: _phantom_case(seed, index, chosen, rng), seed, index)
+
+
+def _phantom_case(
+    seed: int, index: int, options: CaseOptions, rng: np.random.Generator
+) -> tuple[Case, int]:
     params = HeadParams.sample(rng)
     grid = params.grid()
     anatomy = build_anatomy(params, grid, rng)
@@ -355,6 +381,7 @@ def synthesize(seed: int, index: int, options: CaseOptions | None = None) -> Cas
         anatomy.depth_mm,
         anatomy.infratentorial,
         slice_mm=protocol.slice_mm,
+        tentorium=tentorium_height,
     )
     lesions = [draw_lesion(spec, site, rng) for spec in lesion_specs(rng, options)]
     shift = apply_mass_effect(anatomy, lesions)
@@ -379,4 +406,4 @@ def synthesize(seed: int, index: int, options: CaseOptions | None = None) -> Cas
     case.hu = add_noise(image, protocol.noise_sd_hu, rng, _noise_boost(renderer, pose, spec))
     if contrast is not None:
         case.extras["contrast"] = case.hu + contrast
-    return case
+    return case, len(lesions)

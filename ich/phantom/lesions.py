@@ -7,7 +7,7 @@ sub-voxel fraction on the site grid (a phantom head or a segmented real volume):
   hypodense oedema rim.
 - EDH: a biconvex lens against the inner table that stops at the sutures of its bone.
 - SDH: a crescent along the convexity that crosses sutures but not the falx; also along the
-  falx; acute (hyperdense) or subacute (near-isodense, the hard cases).
+  falx and on the tentorium; acute (hyperdense) or subacute (near-isodense, the hard cases).
 - SAH: blood filling the subarachnoid CSF (sulci, sylvian fissures, basal cisterns) in one or
   more regions.
 
@@ -18,7 +18,7 @@ each lesion's scale is iterated until its volume on the site grid meets the draw
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 
 import numpy as np
@@ -89,10 +89,13 @@ class Site:
         infratentorial: np.ndarray,
         centre_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
         slice_mm: float = 5.0,
+        tentorium: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> None:
         """``slice_mm`` is the thickness the site will be scanned at: punctate bleeds are
-        drawn to fill about half a slice, or they would vanish into it."""
+        drawn to fill about half a slice, or they would vanish into it. ``tentorium`` gives
+        the height (z) of the tentorium over (x, y) where the site knows it."""
         self.grid = grid
+        self.tentorium = tentorium
         self.slice_mm = slice_mm
         self.tissue = tissue
         self.depth_mm = depth_mm
@@ -102,17 +105,17 @@ class Site:
     def mask(self, box: tuple[slice, ...], tissues: tuple[Tissue, ...]) -> np.ndarray:
         return np.isin(self.tissue[box], np.asarray(tissues, dtype=np.uint8))
 
+    def nearest(self, field: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Values of a site-grid field at the voxels nearest head-frame points (..., 3)."""
+        index = np.rint(self.grid.index_of(points)).astype(np.intp)
+        for axis, size in enumerate(field.shape):
+            np.clip(index[..., axis], 0, size - 1, out=index[..., axis])
+        return field[index[..., 0], index[..., 1], index[..., 2]]
+
     def allowed(self, tissues: tuple[Tissue, ...]) -> Callable[[np.ndarray], np.ndarray]:
         """Head-frame points (..., 3) -> whether the nearest voxel is one of ``tissues``."""
         codes = np.asarray(tissues, dtype=np.uint8)
-
-        def lookup(points: np.ndarray) -> np.ndarray:
-            index = np.rint(self.grid.index_of(points)).astype(np.intp)
-            for axis, size in enumerate(self.tissue.shape):
-                np.clip(index[..., axis], 0, size - 1, out=index[..., axis])
-            return np.isin(self.tissue[index[..., 0], index[..., 1], index[..., 2]], codes)
-
-        return lookup
+        return lambda points: np.isin(self.nearest(self.tissue, points), codes)
 
     def candidates(self, where: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A random voxel centre (x, y, z mm) among ``where``; raises when there is none."""
@@ -149,8 +152,16 @@ class Exact:
     upper_mm: np.ndarray
 
 
-_EXACT_BELOW_ML = 0.05
-"""Lesions smaller than this are rendered from their analytic shape."""
+INTRACRANIAL = (
+    *PARENCHYMA,
+    Tissue.CSF,
+    Tissue.VENTRICLE,
+    Tissue.DURA,
+    Tissue.CALCIFICATION,
+)
+_EXACT_BELOW_ML = 1.0
+"""Lesions smaller than this are rendered from their analytic shape: through the 1 mm
+grid and a thick slice a few-voxel bleed would blur below half a voxel of blood."""
 
 
 @dataclass
@@ -185,7 +196,7 @@ def sample_spec(
     variants = {
         Kind.IPH: (["deep", "lobar", "cerebellar"], [0.45, 0.45, 0.1]),
         Kind.EDH: (["convexity"], [1.0]),
-        Kind.SDH: (["convexity", "falx"], [0.8, 0.2]),
+        Kind.SDH: (["convexity", "falx", "tentorium"], [0.7, 0.15, 0.15]),
         Kind.SAH: (["convexity", "sylvian", "basal"], [0.4, 0.35, 0.25]),
     }[kind]
     variant = str(rng.choice(variants[0], p=variants[1]))
@@ -195,7 +206,9 @@ def sample_spec(
         target = float(np.exp(rng.uniform(np.log(0.02), np.log(0.5))))
     if kind is Kind.SAH and stratum == "large":
         variant = "basal"
-    if kind is Kind.SDH and variant == "falx" and stratum in ("medium", "large"):
+    if kind is Kind.SAH and stratum == "punctate" and variant == "convexity":
+        variant = "sylvian"  # a dot of blood needs a CSF space wider than a sulcus
+    if kind is Kind.SDH and variant != "convexity" and stratum in ("medium", "large"):
         variant = "convexity"
     acute = not (kind is Kind.SDH and rng.random() < 0.25)
     return LesionSpec(kind, target, stratum, variant, acute)
@@ -380,16 +393,18 @@ def _extradural(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesio
     base_alpha = np.radians(rng.uniform(14, 26) if edh else rng.uniform(22, 40))
     base_thick = 0.35 * spec.target_ml ** (1 / 3) * (6.0 if edh else 4.5)
 
-    def shape(scale: float) -> tuple:
+    def geometry(scale: float) -> tuple[float, float]:
+        """(angular radius, thickness); even the smallest layer is 2 mm thick."""
         alpha = min(base_alpha * scale**0.4, np.radians(35 if edh else 70))
-        thick = max(base_thick * scale, 0.8)
-        chord = 2 * np.sin(alpha) * 95.0
-        reach = chord / 2 + thick + 4
-        box = grid.box(tuple(anchor - reach), tuple(anchor + reach))
-        depth = site.depth_mm[box]
-        allowed = (depth > 0) & ~site.infratentorial[box]
+        return alpha, max(base_thick * scale, 2.0)
+
+    def inside_at(scale: float) -> Inside:
+        alpha, thick = geometry(scale)
 
         def inside(zz: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+            points = np.stack(np.broadcast_arrays(xx, yy, zz), axis=-1)
+            depth = site.nearest(site.depth_mm, points)
+            supratentorial = ~site.nearest(site.infratentorial, points)
             dx, dy, dz = xx - site.centre[0], yy - site.centre[1], zz - site.centre[2]
             norm = np.sqrt(dx * dx + dy * dy + dz * dz) + 1e-6
             cos = np.clip((dx * u0[0] + dy * u0[1] + dz * u0[2]) / norm, -1, 1)
@@ -400,37 +415,69 @@ def _extradural(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesio
             else:
                 profile = thick * np.sqrt(np.clip(1 - t**4, 0, None))
                 ok = np.sign(dx) == side
-            return (depth < profile) & ok
+            return (depth > 0) & (depth < profile) & ok & supratentorial
 
-        return box, _fraction(grid, box, inside, _subsample_for(thick * 2, grid)) * allowed
+        return inside
 
-    box, blood, _ = _fit(shape, spec.target_ml, grid, exponent=0.45)
-    hu = float(rng.uniform(50, 78) if spec.acute else rng.uniform(32, 45))
-    return Lesion(spec, box, blood, hu, centre_mm=anchor)
-
-
-def _falx_sdh(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
-    """A thin subdural layer along one side of the falx."""
-    grid = site.grid
-    c = site.centre + np.array([0.0, rng.uniform(-40, 40), rng.uniform(20, 45)], dtype=np.float32)
-    side = rng.choice([-1.0, 1.0])
+    def bounds(scale: float) -> tuple[np.ndarray, np.ndarray]:
+        alpha, thick = geometry(scale)
+        reach = np.sin(alpha) * 95.0 + thick + 4
+        return anchor - reach, anchor + reach
 
     def shape(scale: float) -> tuple:
-        thick = max(1.2 * scale**0.4, 0.6)
-        length, height = 25.0 * scale**0.3, 14.0 * scale**0.3
-        lo = c - np.array([thick + 2, length, height])
-        hi = c + np.array([thick + 2, length, height])
-        box = grid.box(tuple(lo), tuple(hi))
+        box = grid.box(*(tuple(b) for b in bounds(scale)))
+        subsample = _subsample_for(geometry(scale)[1] * 2, grid)
+        return box, _fraction(grid, box, inside_at(scale), subsample)
+
+    box, blood, scale = _fit(shape, spec.target_ml, grid, exponent=0.45)
+    hu = float(rng.uniform(50, 78) if spec.acute else rng.uniform(32, 45))
+    lesion = Lesion(spec, box, blood, hu, centre_mm=anchor)
+    if spec.target_ml < _EXACT_BELOW_ML:
+        lesion.exact = Exact(inside_at(scale), INTRACRANIAL, *bounds(scale))
+    return lesion
+
+
+def _layer_sdh(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
+    """A thin subdural layer on one side of the falx, or on top of the tentorium."""
+    grid = site.grid
+    cx, cy, cz = site.centre
+    side = float(rng.choice([-1.0, 1.0]))
+    tentorium = spec.variant == "tentorium"
+    if tentorium:
+        assert site.tentorium is not None
+        x0, y0 = cx + side * rng.uniform(15, 35), cy + rng.uniform(25, 50)
+        c = np.array([x0, y0, float(site.tentorium(np.float32(x0), np.float32(y0)))])
+        axes = np.array([1, 1, 0])  # the layer spreads in x and y
+    else:
+        c = np.array([cx, cy + rng.uniform(-40, 40), cz + rng.uniform(20, 45)])
+        axes = np.array([0, 1, 1])  # in y and z
+    c = c.astype(np.float32)
+
+    def across(zz: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        if tentorium:
+            return zz - site.tentorium(xx, yy)  # type: ignore[misc]
+        return side * (xx - cx)
+
+    # Thickness is drawn, the extent is fitted to the volume: a layer nearly parallel to the
+    # slices (the tentorium) must stay thick enough to show on them.
+    thick = rng.uniform(3.0, 4.5) if tentorium else rng.uniform(1.0, 2.0)
+
+    def shape(scale: float) -> tuple:
+        extent = np.where(axes == 1, np.array([25.0, 25.0, 14.0]) * scale, 0)
+        reach = extent + (thick + 4) * (axes == 0) + 2
+        box = grid.box(tuple(c - reach), tuple(c + reach))
         allowed = site.depth_mm[box] > 0
 
         def inside(zz: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-            across = side * (xx - site.centre[0])
-            taper = np.clip(1 - ((yy - c[1]) / length) ** 2 - ((zz - c[2]) / height) ** 2, 0, None)
-            return (across > 0.5) & (across < 0.5 + thick * np.sqrt(taper))
+            taper = 1.0 - sum(
+                ((v - c[i]) / extent[i]) ** 2 for i, v in enumerate((xx, yy, zz)) if axes[i]
+            )
+            level = across(zz, yy, xx)
+            return (level > 0.5) & (level < 0.5 + thick * np.sqrt(np.clip(taper, 0, None)))
 
         return box, _fraction(grid, box, inside, 3) * allowed
 
-    box, blood, _ = _fit(shape, spec.target_ml, grid, exponent=0.9)
+    box, blood, _ = _fit(shape, spec.target_ml, grid, exponent=0.5)
     hu = float(rng.uniform(50, 76) if spec.acute else rng.uniform(34, 45))
     return Lesion(spec, box, blood, hu, centre_mm=c)
 
@@ -490,7 +537,7 @@ def _sah(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
     # Thin sulcal blood loses about a third of its volume to partial volume on the series;
     # a dot of it, sampled exactly, gains from the 1 mm tissue map it is clipped to.
     exact = spec.target_ml < _EXACT_BELOW_ML
-    factor = 0.5 if exact else _SAH_THINNING
+    factor = 0.5 if spec.stratum == "punctate" else _SAH_THINNING
     box, blood, scale = _fit(shape, spec.target_ml * factor, grid, exponent=0.4)
     lesion = Lesion(spec, box, blood, float(rng.uniform(42, 65)), centre_mm=anchors[0])
     if exact:
@@ -504,8 +551,10 @@ def draw_lesion(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesio
         return _iph(spec, site, rng)
     if spec.kind is Kind.SAH:
         return _sah(spec, site, rng)
-    if spec.kind is Kind.SDH and spec.variant == "falx":
-        return _falx_sdh(spec, site, rng)
+    if spec.kind is Kind.SDH and spec.variant == "tentorium" and site.tentorium is None:
+        spec = replace(spec, variant="convexity")  # the site has no tentorium to follow
+    if spec.kind is Kind.SDH and spec.variant in ("falx", "tentorium"):
+        return _layer_sdh(spec, site, rng)
     return _extradural(spec, site, rng)
 
 

@@ -31,11 +31,11 @@ from ich.phantom.fields import HeadGrid
 from ich.phantom.generate import (
     Case,
     CaseOptions,
-    case_rng,
     composite,
     labelled_case,
     lesion_specs,
     synthetic_study,
+    until_visible,
 )
 from ich.phantom.lesions import Site, draw_lesion
 from ich.phantom.scanner import HeadPose, Planes, Protocol, Renderer
@@ -158,7 +158,11 @@ class RealBackgrounds:
 
     def synthesize(self, seed: int, index: int, options: CaseOptions) -> Case:
         """Like :func:`ich.phantom.generate.synthesize`, on a real head."""
-        rng = case_rng(seed, index)
+        return until_visible(lambda rng: self._case(seed, index, options, rng), seed, index)
+
+    def _case(
+        self, seed: int, index: int, options: CaseOptions, rng: np.random.Generator
+    ) -> tuple[Case, int]:
         background = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
         site = background.site
         slice_mm = options.slice_mm
@@ -213,4 +217,5 @@ class RealBackgrounds:
         head = {"source": background.name}
         blend = (best, owner, lesions)
         name = f"real:{background.name}"
-        return labelled_case(seed, index, study, spec, protocol, image, blend, head, name)
+        case = labelled_case(seed, index, study, spec, protocol, image, blend, head, name)
+        return case, len(lesions)
