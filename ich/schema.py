@@ -6,6 +6,8 @@ the ingestion part of an analysis.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -86,3 +88,99 @@ class InspectionReport(_Model):
     skipped: list[SkippedFile]
     warnings: list[IngestionWarning]
     error: Problem | None = None
+
+
+class HemorrhageClass(StrEnum):
+    """The three detected classes, as the paper groups them."""
+
+    IPH = "IPH"
+    EDH_SDH = "EDH/SDH"
+    SAH = "SAH"
+
+    @property
+    def label(self) -> int:
+        """Value in label volumes: 1 IPH, 2 EDH/SDH, 3 SAH (0 is background)."""
+        return list(HemorrhageClass).index(self) + 1
+
+    @classmethod
+    def from_label(cls, label: int) -> HemorrhageClass:
+        return list(cls)[label - 1]
+
+
+class SizeStratum(StrEnum):
+    """Size strata of the paper's Table 1: punctate < 0.01 mL, small 0.01-5.0 mL, medium
+    5-25 mL, large > 25 mL (boundaries belong to the smaller stratum above punctate)."""
+
+    PUNCTATE = "punctate"
+    SMALL = "small"
+    MEDIUM = "medium"
+    LARGE = "large"
+
+
+class SliceMask(_Model):
+    """One slice of a hemorrhage mask, run-length encoded."""
+
+    index: int = Field(description="Plane index k of the analysed volume (inferior first).")
+    sop_instance_uid: str | None = Field(
+        default=None, description="The source image this plane came from, when known."
+    )
+    rle: list[int] = Field(
+        description="Alternating run lengths of 0 and 1 in row-major order, starting with 0."
+    )
+
+
+class Hemorrhage(_Model):
+    """One 3D hemorrhage instance with its measurements."""
+
+    id: int
+    hemorrhage_class: HemorrhageClass
+    score: float = Field(description="Highest detection score among its voxels (0-1).")
+    volume_ml: float = Field(description="Voxels x pixel spacing x slice spacing (positions).")
+    stratum: SizeStratum
+    slices: int = Field(description="Number of planes it appears on.")
+    extent_mm: tuple[float, float, float] = Field(description="(z, y, x) bounding-box size.")
+    bbox_voxels: tuple[int, int, int, int, int, int] = Field(
+        description="(k0, i0, j0, k1, i1, j1), stops exclusive."
+    )
+    bbox_lps_mm: tuple[float, float, float, float, float, float] = Field(
+        description="(x0, y0, z0, x1, y1, z1) patient-coordinate box of the voxel edges."
+    )
+    centroid_lps_mm: tuple[float, float, float]
+    abc2_ml: float | None = Field(
+        default=None, description="Bedside ABC/2 estimate (IPH only), for comparison."
+    )
+    masks: list[SliceMask] = Field(default_factory=list)
+
+
+class ClassFinding(_Model):
+    """Exam-level result for one class."""
+
+    hemorrhage_class: HemorrhageClass
+    probability: float
+    flagged: bool
+    threshold: float = Field(description="Operating threshold the flag used.")
+    count: int
+    total_volume_ml: float
+
+
+class OperatingPoint(_Model):
+    """Exam-level thresholds, chosen on validation data and stored with the model."""
+
+    thresholds: dict[HemorrhageClass, float]
+    any_ich: float
+    source: str = Field(description="How the thresholds were chosen (data set, criterion).")
+
+
+class ExamResult(_Model):
+    """Everything the analysis of one series says: flags, per-class findings, instances."""
+
+    study_uid: str
+    series_uid: str
+    any_ich_probability: float
+    any_ich_flagged: bool
+    any_ich_threshold: float
+    classes: list[ClassFinding]
+    hemorrhages: list[Hemorrhage]
+    shape: tuple[int, int, int] = Field(description="(z, y, x) of the analysed volume.")
+    spacing_mm: tuple[float, float, float]
+    warnings: list[IngestionWarning] = Field(default_factory=list)

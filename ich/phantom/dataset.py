@@ -28,8 +28,9 @@ from ich.dicom.volume import Volume
 from ich.nifti import read_volume_nifti, write_volume_nifti
 from ich.phantom.generate import Case, CaseOptions
 from ich.phantom.study import study_files, write_files
+from ich.schema import HemorrhageClass
 
-LABEL_NAMES = {0: "background", 1: "IPH", 2: "EDH/SDH", 3: "SAH"}
+LABEL_NAMES = {0: "background"} | {c.label: c.value for c in HemorrhageClass}
 
 
 def case_record(case: Case, folder: str) -> dict[str, Any]:

@@ -22,13 +22,14 @@ from ich.phantom.lesions import (
     Site,
     draw_lesion,
     sample_spec,
-    stratum_of,
     texture,
 )
 from ich.phantom.mass_effect import apply_mass_effect
 from ich.phantom.mimics import add_beam_hardening, add_calcifications_and_falx, add_motion
 from ich.phantom.scanner import HeadPose, Planes, Protocol, Renderer, add_noise, render_exact
 from ich.phantom.series_writer import SeriesSpec, StudyInfo, derived_uid
+from ich.quantify.strata import stratum_of
+from ich.schema import HemorrhageClass
 
 AIR_HU = -1000.0
 _MIN_FRACTION = 0.5
@@ -115,8 +116,8 @@ class Case:
 
     @property
     def classes_present(self) -> list[str]:
-        names = {1: "IPH", 2: "EDH/SDH", 3: "SAH"}
-        return [names[c] for c in sorted({i.label for i in self.instances})]
+        labels = sorted({i.label for i in self.instances})
+        return [HemorrhageClass.from_label(label).value for label in labels]
 
 
 _ATTEMPTS = 4
@@ -287,7 +288,7 @@ def truth(
                 variant=lesion.spec.variant,
                 acute=lesion.spec.acute,
                 volume_ml=round(volume, 5),
-                stratum=stratum_of(volume),
+                stratum=stratum_of(volume).value,
                 target_ml=round(lesion.spec.target_ml, 5),
                 voxels=voxels,
                 mean_hu=round(float(case_hu[mask].mean()), 1),

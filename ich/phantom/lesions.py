@@ -11,7 +11,7 @@ sub-voxel fraction on the site grid (a phantom head or a segmented real volume):
 - SAH: blood filling the subarachnoid CSF (sulci, sylvian fissures, basal cisterns) in one or
   more regions.
 
-Sizes follow the strata of the paper (punctate < 0.01 mL, small < 5, medium < 25, large):
+Sizes follow the strata of the paper's Table 1 (:func:`ich.quantify.strata.stratum_of`):
 each lesion's scale is iterated until its volume on the site grid meets the drawn target.
 """
 
@@ -19,46 +19,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 
 import numpy as np
 
 from ich.phantom.anatomy import PARENCHYMA, Tissue
 from ich.phantom.fields import HeadGrid, smooth_noise
-
-
-class Label(IntEnum):
-    """Ground-truth classes of the label volume."""
-
-    BACKGROUND = 0
-    IPH = 1
-    EDH_SDH = 2
-    SAH = 3
+from ich.schema import HemorrhageClass
 
 
 class Kind(StrEnum):
+    """What is drawn; EDH and SDH share one ground-truth class."""
+
     IPH = "IPH"
     EDH = "EDH"
     SDH = "SDH"
     SAH = "SAH"
 
     @property
-    def label(self) -> Label:
+    def hemorrhage_class(self) -> HemorrhageClass:
         return {
-            Kind.IPH: Label.IPH,
-            Kind.EDH: Label.EDH_SDH,
-            Kind.SDH: Label.EDH_SDH,
-            Kind.SAH: Label.SAH,
+            Kind.IPH: HemorrhageClass.IPH,
+            Kind.EDH: HemorrhageClass.EDH_SDH,
+            Kind.SDH: HemorrhageClass.EDH_SDH,
+            Kind.SAH: HemorrhageClass.SAH,
         }[self]
 
+    @property
+    def label(self) -> int:
+        return self.hemorrhage_class.label
 
-STRATA: tuple[tuple[str, float, float], ...] = (
-    ("punctate", 0.0, 0.01),
-    ("small", 0.01, 5.0),
-    ("medium", 5.0, 25.0),
-    ("large", 25.0, float("inf")),
-)
-"""Size strata of the paper, in mL: (name, lower bound inclusive, upper bound exclusive)."""
 
 _TARGETS = {
     "punctate": (0.0015, 0.0035),
@@ -69,13 +59,6 @@ _TARGETS = {
 
 
 _SAH_THINNING = 1.5
-
-
-def stratum_of(volume_ml: float) -> str:
-    for name, low, high in STRATA:
-        if low <= volume_ml < high:
-            return name
-    return STRATA[-1][0]
 
 
 class Site:

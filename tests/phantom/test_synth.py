@@ -20,9 +20,10 @@ from ich.dicom import load, scan, select
 from ich.phantom.anatomy import PARENCHYMA, HeadParams, Tissue, build_anatomy
 from ich.phantom.dataset import generate_cases, load_truth, truth_on_volume, write_dataset
 from ich.phantom.generate import Case, CaseOptions, synthesize
-from ich.phantom.lesions import STRATA, Kind, LesionSpec, Site, draw_lesion, sample_spec
+from ich.phantom.lesions import Kind, LesionSpec, Site, draw_lesion, sample_spec
 from ich.phantom.series_writer import encode_series, to_bytes
 from ich.phantom.study import study_files, write_files
+from ich.schema import SizeStratum
 
 FORCED = {
     "punctate": ((Kind.IPH, "lobar"), (Kind.SAH, "convexity")),
@@ -56,7 +57,7 @@ def test_every_class_in_every_stratum(forced_cases: dict[str, Case]) -> None:
     for name, lesions in FORCED.items():
         for kind, _ in lesions:
             assert (kind.value, name.split("-")[0]) in produced, (name, kind, produced)
-    assert {s for _, s in produced} == {name for name, _, _ in STRATA}
+    assert {s for _, s in produced} == {s.value for s in SizeStratum}
     assert {k for k, _ in produced} == {k.value for k in Kind}
 
 
@@ -150,7 +151,7 @@ def test_manifest_lists_classes_and_strata(dataset: Path) -> None:
     for record in manifest["cases"]:
         assert record["hemorrhage"] and record["classes_present"]
         for item in record["instances"]:
-            assert item["stratum"] in {name for name, _, _ in STRATA}
+            assert item["stratum"] in {s.value for s in SizeStratum}
             assert item["kind"] in {k.value for k in Kind}
 
 

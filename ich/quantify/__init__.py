@@ -1,0 +1,24 @@
+"""Quantification: 3D hemorrhage instances, volumes, ABC/2 and exam-level results.
+
+numpy and scipy only, so the same code runs in ``ich analyze``, in the Triton python backend
+and in the gateway.
+"""
+
+from ich.quantify.exam import exam_result
+from ich.quantify.instances import Detection, instances_from_detections, instances_from_labels
+from ich.quantify.measure import Geometry, abc2_ml, measure
+from ich.quantify.rle import decode_rle, encode_rle
+from ich.quantify.strata import stratum_of
+
+__all__ = [
+    "Detection",
+    "Geometry",
+    "abc2_ml",
+    "decode_rle",
+    "encode_rle",
+    "exam_result",
+    "instances_from_detections",
+    "instances_from_labels",
+    "measure",
+    "stratum_of",
+]
