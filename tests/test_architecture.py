@@ -15,6 +15,7 @@ import pytest
         "ich.schema",
         "ich.cli",
         "ich.nifti",
+        "ich.quantify",
         "ich.phantom.dataset",
         "ich.phantom.real_background",
     ],
