@@ -119,22 +119,31 @@ def inside_ellipsoid(
     axes: tuple[np.ndarray, ...],
     centre: tuple[float, float, float],
     radii: tuple[float, float, float],
+    yaw_deg: float = 0.0,
 ) -> np.ndarray:
-    """Boolean mask of an axis-aligned ellipsoid on open-grid axes (z, y, x)."""
+    """Boolean mask of an ellipsoid on open-grid axes (z, y, x), its x-y axes turned by
+    ``yaw_deg`` about z."""
     z, y, x = axes
     (cx, cy, cz), (rx, ry, rz) = centre, radii
-    return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 + ((z - cz) / rz) ** 2 <= 1
+    dx, dy = x - cx, y - cy
+    if yaw_deg:
+        c, s = np.cos(np.radians(yaw_deg)), np.sin(np.radians(yaw_deg))
+        dx, dy = dx * c + dy * s, dy * c - dx * s
+    return (dx / rx) ** 2 + (dy / ry) ** 2 + ((z - cz) / rz) ** 2 <= 1
 
 
 def ellipsoid(
     grid: HeadGrid,
     centre: tuple[float, float, float],
     radii: tuple[float, float, float],
+    yaw_deg: float = 0.0,
 ) -> tuple[tuple[slice, slice, slice], np.ndarray]:
-    """Boxed boolean mask of an axis-aligned ellipsoid; the box keeps small shapes cheap."""
-    c, r = np.asarray(centre), np.asarray(radii)
+    """Boxed boolean mask of an ellipsoid; the box keeps small shapes cheap."""
+    c, r = np.asarray(centre), np.asarray(radii, dtype=float)
+    if yaw_deg:
+        r[:2] = r[:2].max()
     box = grid.box(tuple(c - r), tuple(c + r))
-    return box, inside_ellipsoid(grid.axes(box), centre, radii)
+    return box, inside_ellipsoid(grid.axes(box), centre, radii, yaw_deg)
 
 
 def paint(
@@ -356,17 +365,21 @@ def _deep_structures(tissue: np.ndarray, p: HeadParams, grid: HeadGrid) -> None:
 
 
 def _ventricles(tissue: np.ndarray, p: HeadParams, grid: HeadGrid) -> None:
+    """Lateral ventricles as a butterfly: frontal horns splayed forward and out, bodies,
+    atria and occipital horns splayed back and out; then the temporal horns, third and
+    fourth ventricles."""
     s = p.ventricle_scale
     brain = (*PARENCHYMA, Tissue.CSF)
-    for centre, radii in (
-        ((4.0 + 6.0 * s, 2.0, 19.0), (6.0 * s, 26.0, 5.5 * s)),  # body
-        ((4.0 + 5.0 * s, -21.0, 12.0), (5.0 * s, 11.0, 8.0 * s)),  # frontal horn
-        ((12.0 + 6.0 * s, 27.0, 11.0), (7.0 * s, 12.0, 8.0 * s)),  # atrium
-        ((18.0 + 4.0 * s, 42.0, 9.0), (3.0 * s, 10.0, 4.0 * s)),  # occipital horn
-        ((29.0, -6.0, -20.0), (2.5 * s, 13.0, 3.0 * s)),  # temporal horn
+    for centre, radii, splay in (
+        ((4.0 + 5.0 * s, 0.0, 19.0), (5.5 * s, 24.0, 5.0 * s), 6.0),  # body
+        ((5.0 + 4.0 * s, -20.0, 12.0), (4.5 * s, 11.0, 8.0 * s), -25.0),  # frontal horn
+        ((14.0 + 5.0 * s, 24.0, 11.0), (7.0 * s, 11.0, 8.0 * s), 25.0),  # atrium
+        ((20.0 + 3.0 * s, 40.0, 9.0), (3.0 * s, 10.0, 4.0 * s), 20.0),  # occipital horn
+        ((29.0, -6.0, -20.0), (2.5 * s, 13.0, 3.0 * s), -10.0),  # temporal horn
     ):
-        for c in _bilateral(*centre):
-            paint(tissue, *ellipsoid(grid, c, radii), Tissue.VENTRICLE, over=brain)
+        for side, c in zip((1.0, -1.0), _bilateral(*centre), strict=True):
+            box, inside = ellipsoid(grid, c, radii, yaw_deg=-side * splay)
+            paint(tissue, box, inside, Tissue.VENTRICLE, over=brain)
     for centre, radii in (
         ((0.0, 2.0, 1.0), (1.2 + 1.6 * s, 13.0, 8.0)),  # third ventricle
         ((0.0, 28.0, -36.0), (6.0 * s, 3.5, 6.0)),  # fourth ventricle
