@@ -26,7 +26,7 @@ import numpy as np
 from ich import __version__
 from ich.dicom.volume import Volume
 from ich.nifti import read_volume_nifti, write_volume_nifti
-from ich.phantom.generate import Case, CaseOptions
+from ich.phantom.generate import Case, CaseOptions, Stream, stream
 from ich.phantom.study import study_files, write_files
 from ich.schema import HemorrhageClass
 
@@ -141,6 +141,7 @@ def generate_cases(
 ) -> Iterator[tuple[Case, dict[str, bytes]]]:
     """Cases ``0..studies-1`` of a seed with their files; distractors drawn per case."""
     for index in range(studies):
-        distractors = bool(np.random.default_rng([seed, index, 1]).random() < distractor_rate)
+        coin = stream(seed, index, Stream.DISTRACTORS).random()
+        distractors = bool(coin < distractor_rate)
         case = synthesize(seed, index, replace(options, contrast=distractors))
         yield case, study_files(case, distractors)

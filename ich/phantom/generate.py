@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from ich import __version__
 from ich.phantom.anatomy import Anatomy, HeadParams, Tissue, build_anatomy, tentorium_height
 from ich.phantom.attenuation import TissueHU, to_hu
 from ich.phantom.lesions import (
@@ -54,6 +55,11 @@ class CaseOptions:
     contrast: bool = False
     """Also render the scan after iodinated contrast (for a distractor series)."""
 
+    def digest(self) -> str:
+        """What the analysable series depends on, for its UIDs: other options, other UIDs
+        (``contrast`` only adds a distractor series, so it is left out)."""
+        return repr(replace(self, contrast=False))
+
 
 @dataclass(frozen=True)
 class InstanceTruth:
@@ -66,6 +72,8 @@ class InstanceTruth:
     acute: bool
     volume_ml: float
     stratum: str
+    intended_stratum: str
+    """The stratum the bleed was drawn for; thin SAH can measure smaller."""
     target_ml: float
     voxels: int
     mean_hu: float
@@ -99,8 +107,8 @@ class Case:
 
     @property
     def voxel_ml(self) -> float:
-        spacing = self.spec.table_increment_mm * math.cos(math.radians(self.spec.tilt_deg))
-        return self.spec.pixel_spacing_mm**2 * spacing / 1000.0
+        """Volume of one voxel of the series (slice spacing measured along the normal)."""
+        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
 
     @property
     def affine(self) -> np.ndarray:
@@ -123,6 +131,26 @@ class Case:
 _ATTEMPTS = 4
 
 
+def case_rng(seed: int, index: int) -> np.random.Generator:
+    """The main stream of a case (its first attempt)."""
+    return np.random.default_rng([seed, index])
+
+
+class Stream:
+    """Independent random streams of a case, keyed after (seed, index): each choice draws
+    from its own, so adding distractors or redrawing a bleed changes nothing else."""
+
+    ATTEMPT = 0
+    DISTRACTORS = 1
+    CONTRAST = 2
+    PREVALENCE = 3
+    BONE_KERNEL = 7
+
+
+def stream(seed: int, index: int, which: int, *more: int) -> np.random.Generator:
+    return np.random.default_rng([seed, index, which, *more])
+
+
 def until_visible(
     build: Callable[[np.random.Generator], tuple[Case, int]], seed: int, index: int
 ) -> Case:
@@ -133,8 +161,8 @@ def until_visible(
     is, with ``dropped_lesions`` saying how many did not show.
     """
     for attempt in range(_ATTEMPTS):
-        key = [seed, index] if attempt == 0 else [seed, index, attempt]
-        case, drawn = build(np.random.default_rng(key))
+        rng = case_rng(seed, index) if attempt == 0 else stream(seed, index, 0, attempt)
+        case, drawn = build(rng)
         case.dropped_lesions = drawn - len(case.instances)
         if not case.dropped_lesions:
             break
@@ -155,9 +183,7 @@ def lesion_specs(rng: np.random.Generator, options: CaseOptions) -> list[LesionS
     return specs
 
 
-def _series_spec(
-    protocol: Protocol, pose: HeadPose, params: HeadParams, study: StudyInfo, uid: str
-) -> SeriesSpec:
+def _series_spec(protocol: Protocol, pose: HeadPose, params: HeadParams, uid: str) -> SeriesSpec:
     """Slices from the foramen magnum to the vertex, contiguous at the slice thickness."""
     shell = params.skull_mm + params.scalp_mm
     top = [(0.0, 0.0, params.top + shell), (0.0, -params.front * 0.6, params.top * 0.75 + shell)]
@@ -189,7 +215,7 @@ def _planes(spec: SeriesSpec) -> Planes:
     return Planes(spec.origins(), row, col, spec.pixel_spacing_mm, spec.matrix)
 
 
-def _noise_boost(renderer: Renderer, pose: HeadPose, spec: SeriesSpec) -> np.ndarray:
+def _noise_boost(pose: HeadPose, spec: SeriesSpec) -> np.ndarray:
     """Slices through the skull base are noisier (more bone in the beam)."""
     row, col = spec.row_column()
     centres = spec.origins() + (spec.matrix - 1) / 2 * spec.pixel_spacing_mm * (row + col)
@@ -289,6 +315,7 @@ def truth(
                 acute=lesion.spec.acute,
                 volume_ml=round(volume, 5),
                 stratum=stratum_of(volume).value,
+                intended_stratum=lesion.spec.stratum,
                 target_ml=round(lesion.spec.target_ml, 5),
                 voxels=voxels,
                 mean_hu=round(float(case_hu[mask].mean()), 1),
@@ -308,11 +335,13 @@ def _enhancement(anatomy: Anatomy, rng: np.random.Generator) -> np.ndarray:
     return gain
 
 
-def synthetic_study(background: str, seed: int, index: int) -> StudyInfo:
-    """Identifiers of a synthetic study, fixed by (seed, index); no real patient data."""
+def synthetic_study(background: str, seed: int, index: int, options: str) -> StudyInfo:
+    """Identifiers of a synthetic study, fixed by (seed, index) and what else shapes its
+    pixels (``options``, the generator version); no real patient data."""
+    key = ("ich-synth", __version__, background, options, seed, index)
     return StudyInfo(
-        study_uid=derived_uid("ich-synth", background, seed, index, "study"),
-        frame_of_reference_uid=derived_uid("ich-synth", background, seed, index, "frame"),
+        study_uid=derived_uid(*key, "study"),
+        frame_of_reference_uid=derived_uid(*key, "frame"),
         patient_id=f"SYN-{seed}-{index:05d}",
         patient_name=f"Synthetic^Case{index:05d}",
         accession=f"{background[0].upper()}{seed % 10000:04d}{index:06d}",
@@ -356,8 +385,39 @@ def labelled_case(
 
 def synthesize(seed: int, index: int, options: CaseOptions | None = None) -> Case:
     """Build one phantom case (the series and its ground truth) in memory."""
-    chosen = options or CaseOptions()
+    chosen = decide_prevalence(seed, index, options or CaseOptions())
     return until_visible(lambda rng: _phantom_case(seed, index, chosen, rng), seed, index)
+
+
+def decide_prevalence(seed: int, index: int, options: CaseOptions) -> CaseOptions:
+    """Settle once, on its own stream, whether the case bleeds: redrawing an invisible bleed
+    must not turn a positive study into a normal one."""
+    if options.lesions is not None:
+        return options
+    positive = stream(seed, index, Stream.PREVALENCE).random() < options.prevalence
+    return replace(options, prevalence=1.0 if positive else 0.0)
+
+
+def _fov_needed_mm(params: HeadParams, pose: HeadPose) -> float:
+    """Diameter of the reconstruction circle that holds the posed head with 5 mm to spare."""
+    shell = 1.3 * params.skull_mm + params.scalp_mm + 6.0
+    angles = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+    rings = []
+    for z in np.linspace(-70.0, params.top + shell, 12):
+        squeeze = np.sqrt(np.clip(1 - (max(z, 0.0) / (params.top + shell)) ** 2, 0.05, 1))
+        half_y = np.where(np.sin(angles) < 0, params.front + 14.0, params.back) + shell
+        rings.append(
+            np.stack(
+                [
+                    (params.half_width + shell) * squeeze * np.cos(angles),
+                    half_y * squeeze * np.sin(angles),
+                    np.full_like(angles, z),
+                ],
+                axis=1,
+            )
+        )
+    posed = pose.to_patient(np.concatenate(rings))
+    return 2 * float(np.hypot(posed[:, 0], posed[:, 1]).max()) + 10.0
 
 
 def _phantom_case(
@@ -366,10 +426,10 @@ def _phantom_case(
     params = HeadParams.sample(rng)
     grid = params.grid()
     anatomy = build_anatomy(params, grid, rng)
-    head_length = params.front + params.back + 2 * (params.skull_mm + params.scalp_mm)
+    pose = HeadPose.sample(rng)
     protocol = Protocol.sample(
         rng,
-        head_length,
+        _fov_needed_mm(params, pose),
         slice_mm=options.slice_mm,
         matrix=options.matrix,
         transfer_syntax=options.transfer_syntax,
@@ -378,7 +438,7 @@ def _phantom_case(
     mimics = add_calcifications_and_falx(anatomy, rng)
     site = Site(
         grid,
-        anatomy.tissue,
+        anatomy.tissue.copy(),  # lesions keep the anatomy they were placed in
         anatomy.depth_mm,
         anatomy.infratentorial,
         slice_mm=protocol.slice_mm,
@@ -388,12 +448,14 @@ def _phantom_case(
     shift = apply_mass_effect(anatomy, lesions)
     hu_grid = to_hu(anatomy, TissueHU.sample(rng), rng)
     mimics += add_beam_hardening(anatomy, hu_grid, rng)
-    pose = HeadPose.sample(rng)
-    study = synthetic_study("phantom", seed, index)
-    spec = _series_spec(protocol, pose, params, study, derived_uid(study.study_uid, "axial"))
+    study = synthetic_study("phantom", seed, index, options.digest())
+    spec = _series_spec(protocol, pose, params, derived_uid(study.study_uid, "axial"))
     renderer = Renderer(grid, pose, _planes(spec), protocol.slice_mm)
     image = renderer.render(hu_grid, AIR_HU)
-    contrast = renderer.render(_enhancement(anatomy, rng), 0.0) if options.contrast else None
+    contrast = None
+    if options.contrast:
+        enhancement = _enhancement(anatomy, stream(seed, index, Stream.CONTRAST))
+        contrast = renderer.render(enhancement, 0.0)
     best, owner = composite(image, lesions, renderer, site, rng)
     head = {
         "width_mm": round(2 * params.half_width, 1),
@@ -404,7 +466,7 @@ def _phantom_case(
     case = labelled_case(seed, index, study, spec, protocol, image, (best, owner, lesions), head)
     case.mimics, case.midline_shift_mm = mimics, round(shift, 2)
     case.mimics += add_motion(image, rng)
-    case.hu = add_noise(image, protocol.noise_sd_hu, rng, _noise_boost(renderer, pose, spec))
+    case.hu = add_noise(image, protocol.noise_sd_hu, rng, _noise_boost(pose, spec))
     if contrast is not None:
         case.extras["contrast"] = case.hu + contrast
     return case, len(lesions)

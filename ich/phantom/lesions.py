@@ -315,7 +315,7 @@ def _iph(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
         return box, ((dist < limit * (1.0 + 0.12 * ragged)) & allowed).astype(np.float32)
 
     box, blood, scale = _fit(shape, spec.target_ml, grid)
-    lesion = Lesion(spec, box, blood, float(rng.uniform(50, 78)), centre_mm=centre)
+    lesion = Lesion(spec, box, blood, float(rng.uniform(52, 85)), centre_mm=centre)
     if spec.target_ml < _EXACT_BELOW_ML:
         lesion.exact = Exact(
             inside_at(scale), allowed_tissues, centre - reach(scale), centre + reach(scale)
@@ -443,13 +443,17 @@ def _layer_sdh(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion
 
     # Thickness is drawn, the extent is fitted to the volume: a layer nearly parallel to the
     # slices (the tentorium) must stay thick enough to show on them.
-    thick = rng.uniform(3.0, 4.5) if tentorium else rng.uniform(1.0, 2.0)
+    thick = rng.uniform(3.0, 4.5) if tentorium else rng.uniform(1.5, 3.0)
 
-    def shape(scale: float) -> tuple:
-        extent = np.where(axes == 1, np.array([25.0, 25.0, 14.0]) * scale, 0)
-        reach = extent + (thick + 4) * (axes == 0) + 2
-        box = grid.box(tuple(c - reach), tuple(c + reach))
-        allowed = site.depth_mm[box] > 0
+    def extent_of(scale: float) -> np.ndarray:
+        return np.where(axes == 1, np.array([25.0, 25.0, 14.0]) * scale, 0.0)
+
+    def bounds(scale: float) -> tuple[np.ndarray, np.ndarray]:
+        reach = extent_of(scale) + (thick + 4) * (axes == 0) + 2
+        return c - reach, c + reach
+
+    def inside_at(scale: float) -> Inside:
+        extent = extent_of(scale)
 
         def inside(zz: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
             taper = 1.0 - sum(
@@ -458,11 +462,20 @@ def _layer_sdh(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion
             level = across(zz, yy, xx)
             return (level > 0.5) & (level < 0.5 + thick * np.sqrt(np.clip(taper, 0, None)))
 
-        return box, _fraction(grid, box, inside, 3) * allowed
+        return inside
 
-    box, blood, _ = _fit(shape, spec.target_ml, grid, exponent=0.5)
+    def shape(scale: float) -> tuple:
+        box = grid.box(*(tuple(b) for b in bounds(scale)))
+        allowed = site.depth_mm[box] > 0
+        return box, _fraction(grid, box, inside_at(scale), 3) * allowed
+
+    box, blood, scale = _fit(shape, spec.target_ml, grid, exponent=0.5)
     hu = float(rng.uniform(50, 76) if spec.acute else rng.uniform(34, 45))
-    return Lesion(spec, box, blood, hu, centre_mm=c)
+    lesion = Lesion(spec, box, blood, hu, centre_mm=c)
+    if spec.target_ml < _EXACT_BELOW_ML or not tentorium:
+        # A falx layer is a few pixels across: sampled through the 1 mm grid it would blur.
+        lesion.exact = Exact(inside_at(scale), INTRACRANIAL, *bounds(scale))
+    return lesion
 
 
 def _sah(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:

@@ -1,8 +1,10 @@
 """Mass effect of large bleeds: brain pushed away from the lesion, midline shifted.
 
-A smooth radial displacement centred on the lesion, fading to zero at the inner table, is
-applied to the brain compartments (the skull does not move). Ventricles on the lesion's side are
-compressed and the midline structures shift, as on a real scan.
+The brain inside the skull is displaced radially away from the largest bleed: by about half
+the bleed's equivalent radius at its surface, fading with distance beyond it. The skull does
+not move; brain pulled in from outside the cranial cavity becomes CSF (the widened space next
+to the bleed). Ventricles near the bleed are compressed and pushed across, the midline
+structures shift, as on a real scan.
 """
 
 from __future__ import annotations
@@ -10,43 +12,49 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ich.phantom.anatomy import Anatomy
+from ich.phantom.anatomy import Anatomy, Tissue
 from ich.phantom.lesions import Lesion
 
 _MIN_ML = 15.0
 """Total bleed volume below which no shift is modelled."""
+_REACH_MM = 30.0
+"""How far beyond the bleed's surface the push fades (Gaussian sigma)."""
+_MIDLINE = np.array([[0.0, y, 16.0] for y in np.linspace(-30.0, 40.0, 15)])
+"""Septum pellucidum to pineal region, head frame: where midline shift is read."""
+_INTRACRANIAL = np.array(
+    [Tissue.CSF, Tissue.VENTRICLE, Tissue.GREY, Tissue.WHITE, Tissue.DEEP_GREY,
+     Tissue.BRAINSTEM, Tissue.CEREBELLUM, Tissue.DURA, Tissue.CALCIFICATION],
+    dtype=np.uint8,
+)  # fmt: skip
 
 
 def apply_mass_effect(anatomy: Anatomy, lesions: list[Lesion]) -> float:
-    """Displace the brain around the largest lesion; returns the midline shift in mm."""
+    """Displace the brain around the largest lesion; returns the midline shift in mm (the
+    largest sideways displacement between septum pellucidum and pineal region)."""
     grid = anatomy.grid
     volumes = [lesion.volume_ml(grid) for lesion in lesions]
-    if not lesions or sum(volumes) < _MIN_ML:
+    total = sum(volumes)
+    if not lesions or total < _MIN_ML:
         return 0.0
     largest = lesions[int(np.argmax(volumes))]
-    weights = largest.blood
     z, y, x = grid.axes(largest.box)
-    total = float(weights.sum())
-    centre = np.array(
-        [float((w * a).sum()) / total for a, w in ((x, weights), (y, weights), (z, weights))]
-    )
-    amplitude = 3.5 * sum(volumes) ** (1 / 3)
-    sigma = 18.0 + 1.2 * sum(volumes) ** (1 / 3)
+    weights = largest.blood
+    mass = float(weights.sum())
+    centre = np.array([float((weights * a).sum()) / mass for a in (x, y, z)])
+    radius = (3 * total * 1000 / (4 * np.pi)) ** (1 / 3)
+    amplitude = 0.5 * radius
 
-    def displacement(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, ...]:
-        dx, dy, dz = px - centre[0], py - centre[1], pz - centre[2]
-        falloff = amplitude / sigma * np.exp(-(dx * dx + dy * dy + dz * dz) / (2 * sigma**2))
-        return dx * falloff, dy * falloff, dz * falloff
+    def displacement(points: np.ndarray) -> np.ndarray:
+        offset = points - centre
+        distance = np.linalg.norm(offset, axis=-1, keepdims=True) + 1e-6
+        beyond = np.clip(distance - radius, 0.0, None)
+        return amplitude * offset / distance * np.exp(-(beyond**2) / (2 * _REACH_MM**2))
 
-    cavity = anatomy.depth_mm > 0
-    k, i, j = np.nonzero(cavity)
+    k, i, j = np.nonzero(anatomy.depth_mm > 0)
     zs, ys, xs = grid.axes()
-    px, py, pz = xs.ravel()[j], ys.ravel()[i], zs.ravel()[k]
-    taper = np.clip(anatomy.depth_mm[k, i, j] / 12.0, 0.0, 1.0)
-    ux, uy, uz = displacement(px, py, pz)
-    source = grid.index_of(np.stack([px - ux * taper, py - uy * taper, pz - uz * taper], -1))
-    anatomy.tissue[k, i, j] = ndi.map_coordinates(
-        anatomy.tissue, source.T, order=0, mode="nearest", prefilter=False
-    )
-    shift_x, _, _ = displacement(np.float32(0.0), np.float32(-8.0), np.float32(16.0))
-    return float(abs(shift_x))
+    points = np.stack([xs.ravel()[j], ys.ravel()[i], zs.ravel()[k]], axis=-1)
+    source = grid.index_of(points - displacement(points))
+    moved = ndi.map_coordinates(anatomy.tissue, source.T, order=0, mode="nearest")
+    moved[~np.isin(moved, _INTRACRANIAL)] = Tissue.CSF
+    anatomy.tissue[k, i, j] = moved
+    return float(np.abs(displacement(_MIDLINE)[:, 0]).max())

@@ -32,6 +32,7 @@ from ich.phantom.generate import (
     Case,
     CaseOptions,
     composite,
+    decide_prevalence,
     labelled_case,
     lesion_specs,
     synthetic_study,
@@ -158,7 +159,8 @@ class RealBackgrounds:
 
     def synthesize(self, seed: int, index: int, options: CaseOptions) -> Case:
         """Like :func:`ich.phantom.generate.synthesize`, on a real head."""
-        return until_visible(lambda rng: self._case(seed, index, options, rng), seed, index)
+        chosen = decide_prevalence(seed, index, options)
+        return until_visible(lambda rng: self._case(seed, index, chosen, rng), seed, index)
 
     def _case(
         self, seed: int, index: int, options: CaseOptions, rng: np.random.Generator
@@ -177,7 +179,7 @@ class RealBackgrounds:
         pixel = float(np.linalg.norm(affine[:3, 2]))
         normal = np.cross(row, col)
         step = float(affine[:3, 0] @ normal)
-        study = synthetic_study("real", seed, index)
+        study = synthetic_study(f"real:{background.name}", seed, index, options.digest())
         intercept = -1024.0 if rng.random() < 0.75 else 0.0
         spec = SeriesSpec(
             slices=len(hu),
@@ -191,7 +193,7 @@ class RealBackgrounds:
             kernel="STANDARD",
             description=f"HEAD {spacing:.3g}mm STND",
             series_uid=derived_uid(study.study_uid, "axial"),
-            transfer_syntax=Protocol.sample(rng, 200.0).transfer_syntax,
+            transfer_syntax=options.transfer_syntax or Protocol.sample(rng, 250.0).transfer_syntax,
         )
         origins = spec.origins()
         planes = Planes(origins, row, col, pixel, matrix)

@@ -97,7 +97,7 @@ class Protocol:
     def sample(
         cls,
         rng: np.random.Generator,
-        head_length_mm: float,
+        fov_mm: float,
         slice_mm: float | None = None,
         matrix: int = 512,
         transfer_syntax: str | None = None,
@@ -110,7 +110,7 @@ class Protocol:
             syntaxes, weights = zip(*TRANSFER_SYNTAXES, strict=True)
             transfer_syntax = str(rng.choice(syntaxes, p=weights))
         # The field of view is set to hold the head: small heads get small pixels.
-        smallest = max(0.4, (head_length_mm + 20.0) / 512)
+        smallest = max(0.4, fov_mm / 512)
         manufacturer, kernel = SOFT_KERNELS[rng.integers(len(SOFT_KERNELS))]
         tilt = float(rng.uniform(5.0, 22.0)) if rng.random() < 0.2 else 0.0
         tilt = tilt if tilt_deg is None else tilt_deg

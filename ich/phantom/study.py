@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian
 from scipy import ndimage as ndi
 
-from ich.phantom.generate import Case
+from ich.phantom.generate import Case, Stream, stream
 from ich.phantom.series_writer import (
     SeriesSpec,
     StudyInfo,
@@ -76,7 +76,7 @@ def study_files(case: Case, distractors: bool) -> dict[str, bytes]:
     datasets = encode_series(case.hu, case.spec, case.study)
     files: dict[str, bytes] = {}
     if distractors:
-        rng = np.random.default_rng([case.seed, case.index, 7])
+        rng = stream(case.seed, case.index, Stream.BONE_KERNEL)
         target = replace(case.spec, transfer_syntax=ExplicitVRLittleEndian)
         uid = case.study.study_uid
         centre_z = float(case.spec.first_z_mm + case.spec.table_increment_mm * case.spec.slices / 2)

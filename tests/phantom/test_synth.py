@@ -77,7 +77,7 @@ def test_truth_volumes_are_voxel_counts_times_voxel_size(forced_cases: dict[str,
 def test_blood_is_hyperdense_and_mass_effect_is_reported(forced_cases: dict[str, Case]) -> None:
     large = forced_cases["large"]
     iph = large.instances[0]
-    assert iph.mean_hu > 50
+    assert iph.mean_hu > 45  # parenchyma is about 31
     assert large.midline_shift_mm > 2.0
     small = forced_cases["small"].instances
     assert all(i.mean_hu > 40 for i in small if i.kind != "SAH")

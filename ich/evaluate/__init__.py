@@ -1,0 +1,1 @@
+"""Evaluation: detection, segmentation and volume metrics with bootstrap intervals."""
