@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -175,6 +176,20 @@ def inspect_command(
         raise typer.Exit(code=2)
 
 
+def _even(value: int) -> int:
+    if value % 2:
+        raise typer.BadParameter(f"{value} is odd; the matrix must be even (e.g. 256 or 512).")
+    return value
+
+
+def _default_real_dir() -> Path:
+    """$ICH_REAL_DATA, else ``shared/data/real`` beside the checkout (the development layout)."""
+    configured = os.environ.get("ICH_REAL_DATA")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
 class Background(StrEnum):
     phantom = "phantom"
     real = "real"
@@ -192,21 +207,28 @@ def synth_command(
         Background, typer.Option(help="Procedural phantom heads, or real normal scans.")
     ] = Background.phantom,
     real_dir: Annotated[
-        Path, typer.Option(help="Real samples for --background real (read, never copied).")
-    ] = Path("../shared/data/real"),
+        Path | None,
+        typer.Option(
+            help="Real samples for --background real (read, never copied); default "
+            "$ICH_REAL_DATA, else the shared/data/real folder beside this checkout."
+        ),
+    ] = None,
     slice_mm: Annotated[
         float | None, typer.Option(min=0.5, max=10, help="Slice thickness (default: drawn).")
     ] = None,
-    matrix: Annotated[int, typer.Option(min=64, max=1024, help="Image matrix.")] = 512,
+    matrix: Annotated[
+        int, typer.Option(min=64, max=1024, callback=_even, help="Image matrix (even).")
+    ] = 512,
     distractors: Annotated[
         float,
         typer.Option(min=0.0, max=1.0, help="Fraction of studies with scout/bone/contrast/MPR."),
     ] = 0.5,
+    overwrite: Annotated[bool, typer.Option(help="Replace a data set already in --out.")] = False,
 ) -> None:
     """Write synthetic head CT studies with ground-truth hemorrhage labels."""
     from rich.progress import Progress
 
-    from ich.phantom.dataset import generate_cases, write_dataset
+    from ich.phantom.dataset import generate_cases, prepare_output, write_dataset
     from ich.phantom.generate import Case, CaseOptions
     from ich.phantom.generate import synthesize as phantom_case
 
@@ -216,9 +238,11 @@ def synth_command(
         from ich.phantom.real_background import RealBackgrounds
 
         try:
-            synthesize = RealBackgrounds(real_dir).synthesize
+            real = RealBackgrounds(real_dir or _default_real_dir())
+            real.backgrounds  # noqa: B018 -- load and segment now, to fail before writing
         except IchError as exc:
             raise _fail(exc) from exc
+        synthesize = real.synthesize
     settings = {
         "seed": seed,
         "studies": studies,
@@ -238,7 +262,13 @@ def synth_command(
             progress.advance(task)
 
         cases = generate_cases(seed, studies, synthesize, options, distractors)
-        write_dataset(out, cases, settings, on_case=advance)
+        try:
+            prepare_output(out, overwrite)
+            write_dataset(out, cases, settings, on_case=advance)
+        except IchError as exc:
+            raise _fail(exc) from exc
+        except OSError as exc:
+            raise _fail(IchError(f"Writing to {out} failed: {exc}")) from exc
     console.print(
         f"wrote {studies} studies ({positives} with hemorrhage) to {out}; "
         f"ground truth in each case's truth/ and in {out / 'manifest.json'}"

@@ -84,3 +84,19 @@ def test_synth_on_missing_real_backgrounds_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert "Real backgrounds unavailable" in result.output and "--real-dir" in result.output
+
+
+def test_synth_refuses_odd_matrix_files_and_old_data_sets(tmp_path: Path) -> None:
+    out = tmp_path / "set"
+    small = ["--matrix", "64", "--slice-mm", "5", "--prevalence", "0", "--distractors", "0"]
+    result = runner.invoke(app, ["synth", "--out", str(out), "--matrix", "101"])
+    assert result.exit_code == 2 and "must be even" in result.output
+    assert runner.invoke(app, ["synth", "--out", str(out), *small]).exit_code == 0
+    again = runner.invoke(app, ["synth", "--out", str(out), *small])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    replaced = runner.invoke(app, ["synth", "--out", str(out), *small, "--overwrite"])
+    assert replaced.exit_code == 0
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = runner.invoke(app, ["synth", "--out", str(afile), *small])
+    assert result.exit_code == 2 and "is a file" in result.output

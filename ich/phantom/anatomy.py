@@ -107,13 +107,6 @@ class Anatomy:
     infratentorial: np.ndarray
     """bool (z, y, x): the posterior fossa below the tentorium."""
 
-    def mask(self, *tissues: Tissue) -> np.ndarray:
-        return np.isin(self.tissue, np.asarray(tissues, dtype=np.uint8))
-
-    @property
-    def intracranial(self) -> np.ndarray:
-        return self.depth_mm > 0
-
 
 def inside_ellipsoid(
     axes: tuple[np.ndarray, ...],

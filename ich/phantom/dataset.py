@@ -16,6 +16,7 @@ affine. :func:`truth_on_volume` brings them onto the grid ingestion produces.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -25,10 +26,46 @@ import numpy as np
 
 from ich import __version__
 from ich.dicom.volume import Volume
+from ich.errors import IchError
 from ich.nifti import read_volume_nifti, write_volume_nifti
 from ich.phantom.generate import Case, CaseOptions, Stream, stream
 from ich.phantom.study import study_files, write_files
 from ich.schema import HemorrhageClass
+
+
+class SynthOutputError(IchError):
+    code = "synth_output_unusable"
+    title = "Output folder unusable"
+
+
+def prepare_output(out: Path, overwrite: bool) -> None:
+    """Make sure ``out`` can take a new data set without mixing it with an old one.
+
+    With ``overwrite`` the previous data set (its ``case_*`` folders and manifest) is removed;
+    anything else in the folder is left alone.
+
+    Raises:
+        SynthOutputError: ``out`` is a file, holds a data set and ``overwrite`` is off, or
+            cannot be created.
+    """
+    if out.exists() and not out.is_dir():
+        raise SynthOutputError(f"{out} is a file; give a folder to write the studies into.")
+    previous = [*out.glob("case_*"), *out.glob("manifest.json")] if out.is_dir() else []
+    if previous and not overwrite:
+        raise SynthOutputError(
+            f"{out} already holds a data set ({len(previous)} entries). Choose an empty "
+            "folder, or pass --overwrite to replace its case_* folders and manifest.json."
+        )
+    for path in previous:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SynthOutputError(f"Cannot create {out}: {exc.strerror}.") from exc
+
 
 LABEL_NAMES = {0: "background"} | {c.label: c.value for c in HemorrhageClass}
 

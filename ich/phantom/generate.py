@@ -466,7 +466,7 @@ def _phantom_case(
     case = labelled_case(seed, index, study, spec, protocol, image, (best, owner, lesions), head)
     case.mimics, case.midline_shift_mm = mimics, round(shift, 2)
     case.mimics += add_motion(image, rng)
-    case.hu = add_noise(image, protocol.noise_sd_hu, rng, _noise_boost(pose, spec))
+    case.hu = add_noise(image, protocol, rng, _noise_boost(pose, spec))
     if contrast is not None:
         case.extras["contrast"] = case.hu + contrast
     return case, len(lesions)

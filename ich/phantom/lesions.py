@@ -270,6 +270,8 @@ def _iph(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
         where = parenchyma & site.infratentorial & (depth > min(radius, 25.0) * 0.6 + 3)
     elif spec.variant == "deep":
         where = site.mask(tuple(slice(None) for _ in range(3)), (Tissue.DEEP_GREY,))
+        if not where.any():  # a segmented real head has no nuclei: take central parenchyma
+            where = parenchyma & ~site.infratentorial & (depth > 30)
     else:
         where = parenchyma & ~site.infratentorial & (depth > min(radius, 30.0) * 0.7 + 6)
     if not where.any():
@@ -334,9 +336,6 @@ def _iph(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
 def _direction(site: Site, point: np.ndarray) -> np.ndarray:
     v = point - site.centre
     return v / max(float(np.linalg.norm(v)), 1e-6)
-
-
-_PLATES = ("frontal", "parietal", "temporal", "occipital")
 
 
 def _plate(x: np.ndarray, y: np.ndarray, z: np.ndarray, site: Site) -> np.ndarray:

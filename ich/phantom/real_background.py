@@ -116,16 +116,33 @@ def _noise_sd(hu: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(residual - np.median(residual)))) * math.sqrt(25 / 24)
 
 
-def _thicker(volume: Volume, slice_mm: float | None) -> tuple[np.ndarray, np.ndarray, float]:
-    """The real HU averaged into slabs of about ``slice_mm`` (native when None or thinner)."""
+def _resampled(
+    volume: Volume, slice_mm: float | None, matrix: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The real HU averaged into slabs of about ``slice_mm`` (native when None or thinner)
+    and into ``matrix`` pixels across; returns (HU, affine, slice spacing).
+
+    Raises:
+        RealBackgroundError: ``matrix`` does not divide the real images' matrix.
+    """
     native = volume.spacing_mm[0]
     group = 1 if slice_mm is None else max(1, round(slice_mm / native))
+    rows, cols = volume.shape[1:]
+    if rows % matrix or cols % matrix:
+        raise RealBackgroundError(
+            f"--matrix {matrix} does not divide the real images' {rows}x{cols} pixels; "
+            f"use {rows} or a divisor of it."
+        )
+    pool = rows // matrix
     planes = volume.shape[0] // group
     hu = volume.hu[: planes * group].astype(np.float32)
-    hu = hu.reshape(planes, group, *volume.shape[1:]).mean(axis=1)
+    hu = hu.reshape(planes, group, matrix, pool, matrix, pool).mean(axis=(1, 3, 5))
     affine = volume.affine.copy()
-    affine[:3, 3] = volume.affine[:3, 3] + affine[:3, 0] * (group - 1) / 2
+    affine[:3, 3] += (
+        affine[:3, 0] * (group - 1) / 2 + (affine[:3, 1] + affine[:3, 2]) * (pool - 1) / 2
+    )
     affine[:3, 0] *= group
+    affine[:3, 1:3] *= pool
     return hu, affine, native * group
 
 
@@ -170,7 +187,7 @@ class RealBackgrounds:
         slice_mm = options.slice_mm
         if slice_mm is None:
             slice_mm = float(rng.choice([5.0, 2.5]))
-        hu, affine, spacing = _thicker(background.volume, slice_mm)
+        hu, affine, spacing = _resampled(background.volume, slice_mm, options.matrix)
         site.slice_mm = spacing
         lesions = [draw_lesion(spec, site, rng) for spec in lesion_specs(rng, options)]
         matrix = hu.shape[1]
@@ -187,6 +204,8 @@ class RealBackgrounds:
             pixel_spacing_mm=pixel,
             table_increment_mm=step,
             orientation=(*row, *col),
+            # Informational: the planes' angle to a true axial plane.
+            tilt_deg=float(np.degrees(np.arccos(min(abs(normal[2]), 1.0)))),
             origin_mm=tuple(affine[:3, 3]),
             rescale_intercept=intercept,
             pad_outside_fov=False,
@@ -209,7 +228,7 @@ class RealBackgrounds:
             matrix=matrix,
             pixel_spacing_mm=pixel,
             slice_mm=spacing,
-            gantry_tilt_deg=0.0,
+            gantry_tilt_deg=spec.tilt_deg,
             manufacturer="ICH Phantom",
             kernel="STANDARD",
             rescale_intercept=intercept,

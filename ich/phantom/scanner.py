@@ -27,13 +27,14 @@ from scipy import ndimage as ndi
 from ich.phantom.fields import HeadGrid, upsample2
 
 SOFT_KERNELS = (
-    ("GE MEDICAL SYSTEMS", "STANDARD"),
-    ("GE MEDICAL SYSTEMS", "SOFT"),
-    ("SIEMENS", "H30s"),
-    ("SIEMENS", "J40s"),
-    ("TOSHIBA", "FC21"),
-    ("Philips", "UB"),
+    ("GE MEDICAL SYSTEMS", "STANDARD", 1.0),
+    ("GE MEDICAL SYSTEMS", "SOFT", 1.25),
+    ("SIEMENS", "H30s", 0.95),
+    ("SIEMENS", "J40s", 0.8),
+    ("TOSHIBA", "FC21", 1.05),
+    ("Philips", "UB", 1.1),
 )
+"""(manufacturer, kernel, noise grain in pixels): smoother kernels give coarser noise."""
 TRANSFER_SYNTAXES = (
     (ExplicitVRLittleEndian, 0.4),
     (ImplicitVRLittleEndian, 0.1),
@@ -92,6 +93,8 @@ class Protocol:
     transfer_syntax: str
     noise_sd_hu: float
     """Quantum noise in brain at this thickness and kernel."""
+    noise_grain_px: float = 1.0
+    """Correlation length of the noise (Gaussian sigma, pixels), set by the kernel."""
 
     @classmethod
     def sample(
@@ -111,7 +114,7 @@ class Protocol:
             transfer_syntax = str(rng.choice(syntaxes, p=weights))
         # The field of view is set to hold the head: small heads get small pixels.
         smallest = max(0.4, fov_mm / 512)
-        manufacturer, kernel = SOFT_KERNELS[rng.integers(len(SOFT_KERNELS))]
+        manufacturer, kernel, grain = SOFT_KERNELS[rng.integers(len(SOFT_KERNELS))]
         tilt = float(rng.uniform(5.0, 22.0)) if rng.random() < 0.2 else 0.0
         tilt = tilt if tilt_deg is None else tilt_deg
         return cls(
@@ -124,6 +127,7 @@ class Protocol:
             rescale_intercept=-1024.0 if rng.random() < 0.75 else 0.0,
             transfer_syntax=transfer_syntax,
             noise_sd_hu=float(rng.uniform(2.4, 4.0)) * math.sqrt(5.0 / slice_mm),
+            noise_grain_px=grain,
         )
 
 
@@ -176,8 +180,9 @@ class Renderer:
     """Samples head-frame volumes on a series' planes, slice thickness included.
 
     Averaging over the slice runs along the grid axis nearest the plane normal instead of the
-    exact normal: that shifts the slab's far edges by ``thickness/2 * tan(angle)``, about 1 mm
-    for 5 mm slices at 25 degrees, far below the blur of the slice itself.
+    exact normal: that shifts the slab's far edges by ``thickness/2 * tan(angle)``; head pitch
+    and gantry tilt together reach about 33 degrees (95th percentile), 1.6 mm at 5 mm slices,
+    below the blur of the slice itself.
     """
 
     def __init__(self, grid: HeadGrid, pose: HeadPose, planes: Planes, slice_mm: float) -> None:
@@ -238,7 +243,10 @@ class Renderer:
 
 
 def add_noise(
-    planes: np.ndarray, sd_hu: float, rng: np.random.Generator, slice_boost: np.ndarray
+    planes: np.ndarray,
+    protocol: Protocol,
+    rng: np.random.Generator,
+    slice_boost: np.ndarray,
 ) -> np.ndarray:
     """Quantum noise with the fine-grained texture of a soft reconstruction kernel.
 
@@ -246,8 +254,9 @@ def add_noise(
     slices are noisier.
     """
     white = rng.standard_normal(planes.shape, dtype=np.float32)
-    textured = ndi.gaussian_filter(white, (0, 1.0, 1.0))
-    textured *= np.float32(sd_hu / float(textured.std()))
+    grain = protocol.noise_grain_px
+    textured = ndi.gaussian_filter(white, (0, grain, grain))
+    textured *= np.float32(protocol.noise_sd_hu / float(textured.std()))
     textured *= slice_boost[:, None, None].astype(np.float32)
     return planes + textured
 

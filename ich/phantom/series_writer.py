@@ -129,6 +129,10 @@ def _dataset(study: StudyInfo, spec: SeriesSpec, index: int, origin: np.ndarray)
     ds = new_instance(CTImageStorage, derived_uid(spec.series_uid, "image", index))
     ds.PatientName = study.patient_name
     ds.PatientID = study.patient_id
+    ds.PatientBirthDate, ds.PatientSex = "", "O"
+    ds.ReferringPhysicianName = ""
+    ds.PatientPosition = "HFS"
+    ds.PositionReferenceIndicator = ""
     ds.AccessionNumber = study.accession
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = study.study_date
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"

@@ -1,9 +1,9 @@
 """A whole synthetic study as a scanner exports it: the analysable series plus distractors.
 
 Besides the soft-tissue axial series, a study may hold a localizer, a bone-kernel
-reconstruction, a post-contrast series, a sagittal reformat, a dose report and a stray text
-file, all in one folder under file names that say nothing about their order, so series
-selection and slice sorting are exercised on every run.
+reconstruction, a post-contrast series, a sagittal reformat and a dose report, all in one
+``dicom/`` folder under file names that say nothing about their order, plus a stray text file
+beside it, so series selection and slice sorting are exercised on every run.
 """
 
 from __future__ import annotations
@@ -50,13 +50,24 @@ def reformat(case: Case, spec: SeriesSpec, slab_mm: float = 0.0) -> np.ndarray:
 
 
 def _sr(study: StudyInfo, uid: str) -> Dataset:
+    """A minimal dose report: the kind of non-image object a scanner sends with a study."""
     ds = new_instance(BasicTextSRStorage, derived_uid(uid, "sr"))
-    ds.StudyInstanceUID = study.study_uid
+    ds.PatientName, ds.PatientID = study.patient_name, study.patient_id
+    ds.PatientBirthDate, ds.PatientSex = "", "O"
+    ds.StudyInstanceUID, ds.StudyID = study.study_uid, "1"
+    ds.StudyDate = ds.ContentDate = study.study_date
+    ds.StudyTime = ds.ContentTime = "120000"
+    ds.AccessionNumber, ds.ReferringPhysicianName = study.accession, ""
     ds.SeriesInstanceUID = uid
     ds.Modality = "SR"
     ds.SeriesNumber = 900
+    ds.InstanceNumber = 1
     ds.SeriesDescription = "Dose report"
+    ds.Manufacturer = "ICH Phantom"
     ds.ValueType = "CONTAINER"
+    ds.ContinuityOfContent = "SEPARATE"
+    ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"
+    ds.ContentSequence = []
     return ds
 
 
@@ -99,7 +110,7 @@ def study_files(case: Case, distractors: bool) -> dict[str, bytes]:
         bone = replace(
             target,
             kernel="BONE",
-            description=f"HEAD {case.spec.table_increment_mm:g}mm BONE",
+            description=f"HEAD {case.spec.table_increment_mm:.3g}mm BONE",
             series_number=3,
             series_uid=derived_uid(uid, "bone"),
         )
@@ -113,10 +124,11 @@ def study_files(case: Case, distractors: bool) -> dict[str, bytes]:
                 series_uid=derived_uid(uid, "contrast"),
             )
             datasets += encode_series(case.extras["contrast"], contrast, case.study)
+        half = (target.matrix - 1) / 2 * target.pixel_spacing_mm
         mpr = replace(
             sagittal,
             slices=5,
-            first_z_mm=centre_z,
+            origin_mm=(20.0, -half, centre_z + half),  # planes at x = 20 ... -20 mm
             table_increment_mm=10.0,
             image_type=("DERIVED", "SECONDARY", "REFORMATTED"),
             description="SAG MPR",

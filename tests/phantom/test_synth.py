@@ -200,3 +200,19 @@ def small_case() -> Case:
 def _fov(n: int) -> np.ndarray:
     yy, xx = np.mgrid[:n, :n]
     return (yy - (n - 1) / 2) ** 2 + (xx - (n - 1) / 2) ** 2 <= (n / 2 - 1) ** 2
+
+
+def test_distractors_and_options_do_not_leak_into_the_series() -> None:
+    """The analysable series depends on (seed, index, options), not on the distractor coin;
+    other options give other UIDs, so a PACS never sees two contents under one UID."""
+    plain = synthesize(8, 2, CaseOptions(matrix=128, slice_mm=5.0))
+    with_contrast = synthesize(8, 2, CaseOptions(matrix=128, slice_mm=5.0, contrast=True))
+    np.testing.assert_array_equal(plain.hu, with_contrast.hu)
+    assert plain.spec.series_uid == with_contrast.spec.series_uid
+    other = synthesize(8, 2, CaseOptions(matrix=64, slice_mm=5.0))
+    assert other.study.study_uid != plain.study.study_uid
+
+
+def test_extra_axial_mass_effect_shifts_the_midline(forced_cases: dict[str, Case]) -> None:
+    assert forced_cases["large-sdh"].midline_shift_mm > 2.0
+    assert forced_cases["punctate"].midline_shift_mm == 0.0
