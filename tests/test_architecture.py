@@ -16,6 +16,7 @@ import pytest
         "ich.cli",
         "ich.nifti",
         "ich.quantify",
+        "ich.evaluate.metrics",
         "ich.phantom.dataset",
         "ich.phantom.real_background",
     ],
