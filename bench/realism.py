@@ -422,6 +422,11 @@ blood: percentiles inside the ground-truth or expert mask.
 - The skull base is a smooth floor with simple sinuses, orbits and petrous ridges: its slices
   look schematic next to real ones, and a slab cutting the orbital roofs shows more
   uniform bone than a real scan.
+- Blood: IPH is drawn at 52-85 HU, acute EDH/SDH at 50-78, SAH at 42-65 (subacute SDH
+  32-45); labelled voxels are at least half blood, so their median sits a little above the
+  CT-ICH masks, which include the blurred rim of each bleed.
+- Noise texture is Gaussian-filtered white noise, its grain set per reconstruction kernel;
+  real noise power spectra are not modelled in detail.
 - Real backgrounds keep their anatomy unchanged: large bleeds inserted there cause no mass
   effect.
 """
