@@ -253,12 +253,14 @@ def synth_command(
         "distractors": distractors,
     }
     positives = 0
+    records: list[dict] = []
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("synthesizing", total=studies)
 
         def advance(record: dict) -> None:
             nonlocal positives
             positives += record["hemorrhage"]
+            records.append(record)
             progress.advance(task)
 
         cases = generate_cases(seed, studies, synthesize, options, distractors)
@@ -269,10 +271,34 @@ def synth_command(
             raise _fail(exc) from exc
         except OSError as exc:
             raise _fail(IchError(f"Writing to {out} failed: {exc}")) from exc
+    console.print(_cases_table(records))
     console.print(
         f"wrote {studies} studies ({positives} with hemorrhage) to {out}; "
         f"ground truth in each case's truth/ and in {out / 'manifest.json'}"
     )
+
+
+_SHOWN_CASES = 20
+
+
+def _cases_table(records: list[dict]) -> Table:
+    """The first cases of a written data set: series, bleeds with volume and stratum."""
+    table = Table(title=f"first {min(len(records), _SHOWN_CASES)} of {len(records)} case(s)")
+    for column in ("case", "series", "hemorrhage (mL, stratum)", "mimics", "shift mm"):
+        table.add_column(column)
+    for record in records[:_SHOWN_CASES]:
+        protocol = record["protocol"]
+        bleeds = ", ".join(
+            f"{i['kind']} {i['volume_ml']:.3g} {i['stratum']}" for i in record["instances"]
+        )
+        table.add_row(
+            record["case"],
+            f"{protocol['slices']} x {protocol['slice_mm']:g} mm, {protocol['kernel']}",
+            bleeds or "none",
+            str(len(record["mimics"])),
+            f"{record['midline_shift_mm']:g}",
+        )
+    return table
 
 
 if __name__ == "__main__":
