@@ -16,7 +16,7 @@ import pytest
         "ich.cli",
         "ich.nifti",
         "ich.quantify",
-        "ich.evaluate.metrics",
+        "ich.evaluate.report",
         "ich.phantom.dataset",
         "ich.phantom.real_background",
     ],

@@ -126,9 +126,11 @@ def bootstrap(
     seed: int = 0,
 ) -> Interval:
     """``statistic(*columns)`` and its 95% percentile interval over exams resampled with
-    replacement (columns are resampled together, row by row)."""
-    value = float(statistic(*columns))
+    replacement (columns are resampled together, row by row); all NaN without rows."""
     size = len(columns[0])
+    if size == 0:
+        return Interval(float("nan"), float("nan"), float("nan"))
+    value = float(statistic(*columns))
     if size < 2:
         return Interval(value, float("nan"), float("nan"))
     rng = np.random.default_rng(seed)

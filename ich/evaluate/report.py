@@ -1,0 +1,293 @@
+"""The paper's tables for any labelled set: numbers with 95% bootstrap intervals, plots, and
+a gallery of the worst errors.
+
+Detection is per exam (Table 2: full and balanced sets, by class and by size stratum);
+segmentation is Dice per class over exams with that class; volume agreement per class; ABC/2
+of the true IPH masks against their true volume (the bedside method's own bias).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ich.evaluate.metrics import (
+    Interval,
+    balanced_indices,
+    bootstrap,
+    confusion,
+    detection,
+    pearson_r,
+    roc_curve,
+    volume_agreement,
+)
+from ich.evaluate.runner import ExamOutcome
+from ich.schema import HemorrhageClass, OperatingPoint, SizeStratum
+
+PAPER = {
+    "detection": {"accuracy": 0.975, "auc": 0.983, "sensitivity": 0.971, "specificity": 0.975,
+                  "ppv": 0.793, "npv": 0.997},
+    "dice": {"IPH": 0.931, "EDH/SDH": 0.863, "SAH": 0.772},
+    "pearson_r": {"IPH": 0.999, "EDH/SDH": 0.987, "SAH": 0.953},
+    "bias_percent": {"CNN IPH": -2.1, "ABC/2": 20.2},
+}  # fmt: skip
+"""Chang et al. 2018, cross-validation cohort (Table 2 and Results)."""
+
+METRICS = ("accuracy", "auc", "sensitivity", "specificity", "ppv", "npv")
+ANY = "any ICH"
+
+
+def _columns(
+    outcomes: list[ExamOutcome], which: HemorrhageClass | None
+) -> tuple[np.ndarray, np.ndarray]:
+    truth = np.array([o.positive(which) for o in outcomes])
+    scores = np.array(
+        [o.any_probability if which is None else o.probability[which] for o in outcomes]
+    )
+    return truth, scores
+
+
+def _detection(
+    truth: np.ndarray, scores: np.ndarray, threshold: float, resamples: int
+) -> dict[str, Interval]:
+    return {
+        m: bootstrap(lambda t, s, m=m: detection(t, s, threshold)[m], truth, scores,
+                     resamples=resamples)
+        for m in METRICS
+    }  # fmt: skip
+
+
+def summarise(
+    outcomes: list[ExamOutcome], point: OperatingPoint, resamples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Every figure of the report, as nested dicts of :class:`Interval`."""
+    rng = np.random.default_rng(seed)
+    targets: list[tuple[str, HemorrhageClass | None, float]] = [
+        (ANY, None, point.any_ich),
+        *((c.value, c, point.thresholds[c]) for c in HemorrhageClass),
+    ]
+    full, balanced, strata = {}, {}, {}
+    for name, which, threshold in targets:
+        truth, scores = _columns(outcomes, which)
+        full[name] = _detection(truth, scores, threshold, resamples)
+        pick = balanced_indices(truth, rng)
+        balanced[name] = _detection(truth[pick], scores[pick], threshold, resamples)
+        strata[name] = {}
+        for stratum in SizeStratum:
+            keep = np.array(
+                [not o.positive(which) or _stratum(o, which) == stratum.value for o in outcomes]
+            )
+            if (truth & keep).any():
+                pick = balanced_indices(truth[keep], rng)
+                strata[name][stratum.value] = _detection(
+                    truth[keep][pick], scores[keep][pick], threshold, resamples
+                )
+    segmentation, volume = {}, {}
+    for c in HemorrhageClass:
+        positives = [o for o in outcomes if o.positive(c)]
+        dices = np.array([o.dice[c] for o in positives])
+        segmentation[c.value] = bootstrap(np.nanmean, dices, resamples=resamples)
+        predicted = np.array([o.predicted_volume_ml[c] for o in positives])
+        true = np.array([o.truth_volume_ml[c] for o in positives])
+        volume[c.value] = {
+            key: bootstrap(lambda p, t, key=key: volume_agreement(p, t)[key], predicted, true,
+                           resamples=resamples)
+            for key in ("pearson_r", "bias_percent", "bland_altman_mean_ml",
+                        "bland_altman_low_ml", "bland_altman_high_ml")
+        }  # fmt: skip
+    pairs = np.array([pair for o in outcomes for pair in o.iph_abc2]).reshape(-1, 2)
+    abc2 = {
+        "bias_percent": bootstrap(
+            lambda t, e: float(100 * np.mean((e - t) / t)), pairs[:, 0], pairs[:, 1],
+            resamples=resamples,
+        ),
+        "pearson_r": bootstrap(pearson_r, pairs[:, 0], pairs[:, 1], resamples=resamples),
+    }  # fmt: skip
+    return {
+        "exams": len(outcomes),
+        "positive_exams": int(sum(o.positive() for o in outcomes)),
+        "operating_point": point.model_dump(mode="json"),
+        "detection_full": full,
+        "detection_balanced": balanced,
+        "detection_balanced_by_stratum": strata,
+        "dice": segmentation,
+        "volume": volume,
+        "abc2_of_true_iph": abc2,
+    }
+
+
+def _stratum(o: ExamOutcome, which: HemorrhageClass | None) -> str | None:
+    if which is not None:
+        return o.truth_stratum[which]
+    order = [s.value for s in SizeStratum]
+    present = [s for s in o.truth_stratum.values() if s is not None]
+    return max(present, key=order.index) if present else None
+
+
+def _cell(i: Interval, digits: int = 3) -> str:
+    if math.isnan(i.value):
+        return "-"
+    if math.isnan(i.low):
+        return f"{i.value:.{digits}f}"
+    return f"{i.value:.{digits}f} ({i.low:.{digits}f}-{i.high:.{digits}f})"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Interval):
+        return [None if math.isnan(v) else v for v in (value.value, value.low, value.high)]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _markdown(summary: dict[str, Any], title: str) -> str:
+    lines = [f"# {title}", "", f"{summary['exams']} exams, {summary['positive_exams']} with "
+             "hemorrhage. 95% bootstrap intervals in brackets.", ""]  # fmt: skip
+    headings = (
+        ("detection_full", "Exam detection, full set"),
+        ("detection_balanced", "Exam detection, balanced set (Table 2)"),
+    )
+    for key, heading in headings:
+        lines += [f"## {heading}", "", "| | " + " | ".join(METRICS) + " |",
+                  "|---" * (len(METRICS) + 1) + "|"]  # fmt: skip
+        for name, figures in summary[key].items():
+            lines.append(f"| {name} | " + " | ".join(_cell(figures[m]) for m in METRICS) + " |")
+        paper = PAPER["detection"]
+        lines += ["| paper, any ICH | " + " | ".join(f"{paper[m]:.3f}" for m in METRICS) + " |", ""]
+    lines += ["## Balanced detection by size stratum (accuracy, sensitivity)", "",
+              "| | " + " | ".join(s.value for s in SizeStratum) + " |",
+              "|---" * (len(SizeStratum) + 1) + "|"]  # fmt: skip
+    for name, by_stratum in summary["detection_balanced_by_stratum"].items():
+        cells = []
+        for s in SizeStratum:
+            f = by_stratum.get(s.value)
+            cells.append("-" if f is None else f"{_cell(f['accuracy'])}, {_cell(f['sensitivity'])}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Segmentation and volume", "",
+              "| class | Dice | paper | Pearson r | paper | bias % | Bland-Altman mL |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for c in HemorrhageClass:
+        v = summary["volume"][c.value]
+        low, high = v["bland_altman_low_ml"].value, v["bland_altman_high_ml"].value
+        limits = f"{v['bland_altman_mean_ml'].value:.2f} [{low:.2f}, {high:.2f}]"
+        lines.append(
+            f"| {c.value} | {_cell(summary['dice'][c.value])} | {PAPER['dice'][c.value]} | "
+            f"{_cell(v['pearson_r'])} | {PAPER['pearson_r'][c.value]} | "
+            f"{_cell(v['bias_percent'], 1)} | {limits} |"
+        )
+    abc2 = summary["abc2_of_true_iph"]
+    lines += ["", f"ABC/2 (Kothari) of the true IPH masks against their volume: bias "
+              f"{_cell(abc2['bias_percent'], 1)} %, r {_cell(abc2['pearson_r'])} "
+              f"(paper: +{PAPER['bias_percent']['ABC/2']} %; the CNN "
+              f"{PAPER['bias_percent']['CNN IPH']} %).", ""]  # fmt: skip
+    lines += ["![ROC](roc.png)", "", "![volumes](volumes.png)", "", "![errors](gallery.png)", ""]
+    return "\n".join(lines)
+
+
+def _confusion(outcomes: list[ExamOutcome], point: OperatingPoint) -> str:
+    truth, scores = _columns(outcomes, None)
+    tp, fp, tn, fn = confusion(truth, scores >= point.any_ich)
+    return (
+        "## Confusion, any ICH\n\n| | flagged | not flagged |\n|---|---|---|\n"
+        f"| hemorrhage | {tp} | {fn} |\n| no hemorrhage | {fp} | {tn} |\n"
+    )
+
+
+def _plots(outcomes: list[ExamOutcome], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for which in (None, *HemorrhageClass):
+        truth, scores = _columns(outcomes, which)
+        if truth.any() and (~truth).any():
+            fpr, tpr, _ = roc_curve(truth, scores)
+            ax.plot(fpr, tpr, label=ANY if which is None else which.value)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC per class")
+    ax.legend(loc="lower right")
+    fig.savefig(out / "roc.png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7))
+    for column, c in enumerate(HemorrhageClass):
+        positives = [o for o in outcomes if o.positive(c)]
+        true = np.array([o.truth_volume_ml[c] for o in positives])
+        predicted = np.array([o.predicted_volume_ml[c] for o in positives])
+        top = axes[0, column]
+        top.scatter(true, predicted, s=12)
+        limit = max([1.0, *true, *predicted])
+        top.plot([0, limit], [0, limit], "k:", lw=0.8)
+        top.set(title=f"{c.value} volume", xlabel="true mL", ylabel="predicted mL")
+        bottom = axes[1, column]
+        mean, difference = (true + predicted) / 2, predicted - true
+        bottom.scatter(mean, difference, s=12)
+        if len(difference) > 1:
+            centre, spread = difference.mean(), 1.96 * difference.std(ddof=1)
+            for level in (centre, centre - spread, centre + spread):
+                bottom.axhline(level, color="k", ls=":", lw=0.8)
+        bottom.set(title="Bland-Altman", xlabel="mean mL", ylabel="predicted - true mL")
+    fig.tight_layout()
+    fig.savefig(out / "volumes.png", dpi=110)
+    plt.close(fig)
+
+
+def _gallery(outcomes: list[ExamOutcome], out: Path, count: int = 4) -> None:
+    """The most confident false positives and least confident false negatives, with the true
+    blood outlined in green and the predicted in red."""
+    from PIL import Image, ImageDraw
+
+    negatives = sorted((o for o in outcomes if not o.positive()), key=lambda o: -o.any_probability)
+    positives = sorted((o for o in outcomes if o.positive()), key=lambda o: o.any_probability)
+    chosen = [("false positive", o) for o in negatives[:count]] + [
+        ("false negative", o) for o in positives[:count]
+    ]
+    tiles = []
+    for kind, o in chosen:
+        if o.key_slice is None:
+            continue
+        grey, truth, predicted = o.key_slice
+        rgb = np.stack([grey] * 3, axis=-1)
+        for mask, colour in ((truth, (0, 220, 0)), (predicted, (230, 0, 0))):
+            edge = mask.astype(bool) & ~_eroded(mask.astype(bool))
+            rgb[edge] = colour
+        tile = Image.fromarray(rgb).resize((256, 256))
+        ImageDraw.Draw(tile).text((4, 4), f"{kind} p={o.any_probability:.2f} {o.name}",
+                                  fill=(255, 255, 0))  # fmt: skip
+        tiles.append(np.asarray(tile))
+    if tiles:
+        rows = [np.concatenate(tiles[i : i + 4], axis=1) for i in range(0, len(tiles), 4)]
+        width = max(r.shape[1] for r in rows)
+        rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+        Image.fromarray(np.concatenate(rows, axis=0)).save(out / "gallery.png")
+
+
+def _eroded(mask: np.ndarray) -> np.ndarray:
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return inner
+
+
+def write_report(
+    outcomes: list[ExamOutcome],
+    point: OperatingPoint,
+    out: Path,
+    title: str = "Evaluation",
+    resamples: int = 1000,
+) -> dict[str, Any]:
+    """Write report.md, metrics.json, roc.png, volumes.png and gallery.png into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(outcomes, point, resamples=resamples)
+    (out / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
+    (out / "report.md").write_text(_markdown(summary, title) + "\n" + _confusion(outcomes, point))
+    _plots(outcomes, out)
+    _gallery(outcomes, out)
+    return summary

@@ -1,0 +1,100 @@
+"""Run a predictor over labelled cases and keep, per exam, what the tables are made of."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ich.dicom.volume import Volume
+from ich.evaluate.cases import LabelledCase
+from ich.evaluate.metrics import dice
+from ich.quantify import abc2_ml, instances_from_labels
+from ich.quantify.strata import stratum_of
+from ich.schema import ExamResult, HemorrhageClass
+
+Predictor = Callable[[Volume], tuple[ExamResult, np.ndarray]]
+"""A model: the ingested volume -> its exam result and label volume on the same grid."""
+
+
+@dataclass
+class ExamOutcome:
+    """Truth and prediction of one exam, per class."""
+
+    name: str
+    truth_volume_ml: dict[HemorrhageClass, float]
+    truth_stratum: dict[HemorrhageClass, str | None]
+    """Stratum of the largest true instance of the class (None when absent)."""
+    probability: dict[HemorrhageClass, float]
+    any_probability: float
+    predicted_volume_ml: dict[HemorrhageClass, float]
+    dice: dict[HemorrhageClass, float]
+    """NaN where neither truth nor prediction has the class."""
+    iph_abc2: list[tuple[float, float]] = field(default_factory=list)
+    """(true volume, ABC/2 of the true mask) of each true IPH instance."""
+    key_slice: np.ndarray | None = None
+    """uint8 (3, rows, columns): brain-window image, true and predicted blood, on the plane
+    with the most of either; for the gallery of errors."""
+
+    def positive(self, hemorrhage_class: HemorrhageClass | None = None) -> bool:
+        if hemorrhage_class is None:
+            return any(v > 0 for v in self.truth_volume_ml.values())
+        return self.truth_volume_ml[hemorrhage_class] > 0
+
+
+def outcome(case: LabelledCase, result: ExamResult, predicted: np.ndarray) -> ExamOutcome:
+    """Compare one prediction with the truth of its case."""
+    voxel_ml = case.volume.voxel_volume_ml
+    truth_instances = instances_from_labels(case.label)
+    strata: dict[HemorrhageClass, str | None] = {}
+    for hemorrhage_class in HemorrhageClass:
+        sizes = [i.voxels for i in truth_instances if i.hemorrhage_class is hemorrhage_class]
+        strata[hemorrhage_class] = stratum_of(max(sizes) * voxel_ml).value if sizes else None
+    spacing = case.volume.spacing_mm
+    return ExamOutcome(
+        name=case.name,
+        truth_volume_ml={
+            c: float((case.label == c.label).sum()) * voxel_ml for c in HemorrhageClass
+        },
+        truth_stratum=strata,
+        probability={f.hemorrhage_class: f.probability for f in result.classes},
+        any_probability=result.any_ich_probability,
+        predicted_volume_ml={
+            c: float((predicted == c.label).sum()) * voxel_ml for c in HemorrhageClass
+        },
+        dice={c: dice(predicted == c.label, case.label == c.label) for c in HemorrhageClass},
+        iph_abc2=[
+            (i.voxels * voxel_ml, abc2_ml(i.mask, spacing))
+            for i in truth_instances
+            if i.hemorrhage_class is HemorrhageClass.IPH
+        ],
+        key_slice=_key_slice(case.volume.hu, case.label > 0, predicted > 0),
+    )
+
+
+def _key_slice(hu: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """The plane with the most true or predicted blood (the middle one if none)."""
+    area = (truth | predicted).sum(axis=(1, 2))
+    k = int(np.argmax(area)) if area.any() else hu.shape[0] // 2
+    window = np.clip((hu[k].astype(np.float32) + 0.0) / 80.0 * 255.0, 0, 255).astype(np.uint8)
+    return np.stack([window, truth[k].astype(np.uint8), predicted[k].astype(np.uint8)])
+
+
+def run(cases: Iterable[LabelledCase], predictor: Predictor) -> list[ExamOutcome]:
+    """The predictor on every case."""
+    outcomes = []
+    for case in cases:
+        result, predicted = predictor(case.volume)
+        if predicted.shape != case.label.shape:
+            raise ValueError(
+                f"{case.name}: prediction {predicted.shape} is not on the volume grid "
+                f"{case.label.shape}"
+            )
+        outcomes.append(outcome(case, result, predicted))
+    return outcomes
+
+
+def finite(values: Iterable[float]) -> list[float]:
+    return [v for v in values if not math.isnan(v)]
