@@ -237,16 +237,16 @@ def _plots(outcomes: list[ExamOutcome], out: Path) -> None:
     plt.close(fig)
 
 
-def _gallery(outcomes: list[ExamOutcome], out: Path, count: int = 4) -> None:
-    """The most confident false positives and least confident false negatives, with the true
-    blood outlined in green and the predicted in red."""
+def _gallery(outcomes: list[ExamOutcome], point: OperatingPoint, out: Path, count: int = 4) -> None:
+    """The negatives scored highest and the positives scored lowest (the false positives and
+    false negatives first), true blood outlined in green and predicted blood in red."""
     from PIL import Image, ImageDraw
 
     negatives = sorted((o for o in outcomes if not o.positive()), key=lambda o: -o.any_probability)
     positives = sorted((o for o in outcomes if o.positive()), key=lambda o: o.any_probability)
-    chosen = [("false positive", o) for o in negatives[:count]] + [
-        ("false negative", o) for o in positives[:count]
-    ]
+    flagged = point.any_ich
+    chosen = [("FP" if o.any_probability >= flagged else "TN", o) for o in negatives[:count]]
+    chosen += [("FN" if o.any_probability < flagged else "TP", o) for o in positives[:count]]
     tiles = []
     for kind, o in chosen:
         if o.key_slice is None:
@@ -289,5 +289,5 @@ def write_report(
     (out / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
     (out / "report.md").write_text(_markdown(summary, title) + "\n" + _confusion(outcomes, point))
     _plots(outcomes, out)
-    _gallery(outcomes, out)
+    _gallery(outcomes, point, out)
     return summary
