@@ -413,7 +413,9 @@ Columns: ICV intracranial volume (slices where the skull ring closes); parenchym
 HU (GM/WM from a two-component mixture, shown only when separable: D is Ashman's D); CSF
 median HU and fraction of the eroded intracranial volume; bone median of voxels above 300 HU;
 noise: per-pixel (3x3) and over about 5 mm windows (the ratio shows noise correlation);
-blood: percentiles inside the ground-truth or expert mask.
+blood: percentiles inside the ground-truth or expert mask. A row with 0 slices is a single
+slice whose skull ring does not close (neck level, or a large gap in the bone): it gives blood
+statistics only.
 
 ## Known differences
 

@@ -29,8 +29,10 @@ FORCED = {
     "punctate": ((Kind.IPH, "lobar"), (Kind.SAH, "convexity")),
     "small": ((Kind.IPH, "deep"), (Kind.EDH, "convexity"), (Kind.SAH, "sylvian")),
     "medium": ((Kind.SDH, "convexity"), (Kind.IPH, "lobar")),
+    "medium-edh": ((Kind.EDH, "convexity"),),
     "large": ((Kind.IPH, "lobar"),),
     "large-sdh": ((Kind.SDH, "convexity"),),
+    "large-edh": ((Kind.EDH, "convexity"),),
     "large-sah": ((Kind.SAH, "basal"),),
 }
 """Lesion sets, one phantom case each, that together cover every class in every stratum."""
@@ -53,6 +55,8 @@ def forced_cases() -> dict[str, Case]:
 
 
 def test_every_class_in_every_stratum(forced_cases: dict[str, Case]) -> None:
+    """IPH and SAH in all four strata, EDH/SDH (EDH and SDH each) from small to large:
+    punctate extra-axial blood is not generated (it reads as bone partial volume)."""
     produced = {(i.kind, i.stratum) for case in forced_cases.values() for i in case.instances}
     for name, lesions in FORCED.items():
         for kind, _ in lesions:
