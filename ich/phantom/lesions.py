@@ -276,12 +276,16 @@ def _iph(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
         where = parenchyma & ~site.infratentorial & (depth > min(radius, 30.0) * 0.7 + 6)
     if not where.any():
         where = parenchyma & (depth > 10)
-    centre = site.candidates(where, rng)
+    _, _, x = grid.axes()
+    off_midline = where & (np.abs(x - site.centre[0]) > 6.0)
+    centre = site.candidates(off_midline if off_midline.any() else where, rng)
     stretch = _punctate_stretch(spec, site, radius)
     lobes = rng.normal(size=(int(rng.integers(2, 6)), 3))
     lobes /= np.linalg.norm(lobes, axis=1, keepdims=True)
     amplitude = rng.uniform(0.2, 0.7, len(lobes))
     allowed_tissues = (*PARENCHYMA, Tissue.CSF)
+    # A hematoma stays in its hemisphere: the falx stops it at the midline.
+    side = float(np.sign(round(float(centre[0] - site.centre[0]) / 2.0)))
 
     def radius_at(z: np.ndarray, y: np.ndarray, x: np.ndarray, r0: float) -> tuple:
         dx, dy, dz = x - centre[0], y - centre[1], (z - centre[2]) / stretch
@@ -290,7 +294,8 @@ def _iph(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
             a * np.clip((dx * v[0] + dy * v[1] + dz * v[2]) / dist, 0, None) ** 3
             for a, v in zip(amplitude, lobes, strict=True)
         )
-        return dist, r0 * (0.85 + bump)
+        across = side * (x - site.centre[0]) > -0.5
+        return dist, np.where(across, r0 * (0.85 + bump), 0.0)
 
     def reach(scale: float) -> np.ndarray:
         return np.array([1.0, 1.0, stretch]) * radius * scale * (0.85 + amplitude.sum()) + 1.0

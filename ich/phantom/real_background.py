@@ -9,8 +9,8 @@ the real image outside the lesions (real anatomy, noise and texture), optionally
 thicker slices; inside lesions the real noise level is added back so blood is not smoother
 than its surroundings.
 
-Mass effect is not modelled on real backgrounds (the brain would have to be warped), so large
-bleeds here sit on unshifted anatomy.
+Bleeds totalling over 15 mL push the real brain away as on the phantom (the image is warped
+inside the inner table), and the midline shift is recorded.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from ich.phantom.generate import (
     until_visible,
 )
 from ich.phantom.lesions import Site, draw_lesion
+from ich.phantom.mass_effect import Displacement, displacement, midline_shift_mm
 from ich.phantom.scanner import HeadPose, Planes, Protocol, Renderer
 from ich.phantom.series_writer import SeriesSpec, derived_uid
 
@@ -146,6 +147,27 @@ def _resampled(
     return hu, affine, native * group
 
 
+def _warped(hu: np.ndarray, affine: np.ndarray, push: Displacement, site: Site) -> np.ndarray:
+    """The real image with the brain pushed away from a large bleed (mass effect).
+
+    Only intracranial voxels move; one that would pull in bone from beyond the inner table
+    gets CSF instead, the space the brain left.
+    """
+    k, i, j = np.nonzero(np.ones(hu.shape, dtype=bool))
+    kij = np.stack([k, i, j], axis=-1).astype(np.float32)
+    points = kij @ affine[:3, :3].T.astype(np.float32) + affine[:3, 3].astype(np.float32)
+    depth = site.nearest(site.depth_mm, points)
+    inside = depth > 0
+    moved = points[inside] - push(points[inside], depth[inside])
+    inverse = np.linalg.inv(affine)
+    source = moved @ inverse[:3, :3].T + inverse[:3, 3]
+    values = ndi.map_coordinates(hu, source.T, order=1, mode="nearest")
+    values[values > 100] = 8.0
+    out = hu.copy()
+    out[k[inside], i[inside], j[inside]] = values
+    return out
+
+
 class RealBackgrounds:
     """The usable real scans under ``root``, loaded and segmented on first use."""
 
@@ -190,6 +212,9 @@ class RealBackgrounds:
         hu, affine, spacing = _resampled(background.volume, slice_mm, options.matrix)
         site.slice_mm = spacing
         lesions = [draw_lesion(spec, site, rng) for spec in lesion_specs(rng, options)]
+        push = displacement(lesions, site.grid)
+        if push is not None:
+            hu = _warped(hu, affine, push, site)
         matrix = hu.shape[1]
         row = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
         col = affine[:3, 1] / np.linalg.norm(affine[:3, 1])
@@ -239,4 +264,5 @@ class RealBackgrounds:
         blend = (best, owner, lesions)
         name = f"real:{background.name}"
         case = labelled_case(seed, index, study, spec, protocol, image, blend, head, name)
+        case.midline_shift_mm = round(midline_shift_mm(push, site.centre), 2)
         return case, len(lesions)
