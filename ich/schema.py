@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Model(BaseModel):
@@ -118,11 +118,16 @@ class SizeStratum(StrEnum):
 
 
 class SliceMask(_Model):
-    """One slice of a hemorrhage mask, run-length encoded."""
+    """One plane of a hemorrhage mask, run-length encoded on the analysed grid (radiological
+    orientation, tilt corrected): map it back with ``Volume.to_source_pixel`` for DICOM SEG."""
 
     index: int = Field(description="Plane index k of the analysed volume (inferior first).")
     sop_instance_uid: str | None = Field(
-        default=None, description="The source image this plane came from, when known."
+        default=None,
+        description="The source image the plane is, or None for an interpolated plane.",
+    )
+    frame_number: int | None = Field(
+        default=None, description="1-based frame of a multi-frame source image."
     )
     rle: list[int] = Field(
         description="Alternating run lengths of 0 and 1 in row-major order, starting with 0."
@@ -147,7 +152,9 @@ class Hemorrhage(_Model):
     )
     centroid_lps_mm: tuple[float, float, float]
     abc2_ml: float | None = Field(
-        default=None, description="Bedside ABC/2 estimate (IPH only), for comparison."
+        default=None,
+        description="Bedside ABC/2 estimate (IPH only; C weighted as Kothari 1996), for "
+        "comparison.",
     )
     masks: list[SliceMask] = Field(default_factory=list)
 
@@ -169,6 +176,13 @@ class OperatingPoint(_Model):
     thresholds: dict[HemorrhageClass, float]
     any_ich: float
     source: str = Field(description="How the thresholds were chosen (data set, criterion).")
+
+    @model_validator(mode="after")
+    def _every_class(self) -> OperatingPoint:
+        missing = [c.value for c in HemorrhageClass if c not in self.thresholds]
+        if missing:
+            raise ValueError(f"operating point has no threshold for {', '.join(missing)}")
+        return self
 
 
 class ExamResult(_Model):

@@ -41,6 +41,8 @@ def roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve: the Mann-Whitney probability that a positive outscores a
     negative, ties counting one half. NaN when either class is absent."""
     truth, scores = np.asarray(truth, bool), np.asarray(scores, float)
+    if not np.isfinite(scores).all():
+        raise ValueError("scores must be finite to rank them")
     positives, negatives = int(truth.sum()), int((~truth).sum())
     if not positives or not negatives:
         return float("nan")

@@ -26,11 +26,14 @@ from ich.evaluate.metrics import (
     volume_agreement,
 )
 from ich.evaluate.runner import ExamOutcome
+from ich.quantify.strata import stratum_of
 from ich.schema import HemorrhageClass, OperatingPoint, SizeStratum
 
 PAPER = {
     "detection": {"accuracy": 0.975, "auc": 0.983, "sensitivity": 0.971, "specificity": 0.975,
                   "ppv": 0.793, "npv": 0.997},
+    "balanced": {"accuracy": 0.984, "auc": 0.991, "sensitivity": 0.971, "specificity": 0.975,
+                 "ppv": 0.975, "npv": 0.971},
     "dice": {"IPH": 0.931, "EDH/SDH": 0.863, "SAH": 0.772},
     "pearson_r": {"IPH": 0.999, "EDH/SDH": 0.987, "SAH": 0.953},
     "bias_percent": {"CNN IPH": -2.1, "ABC/2": 20.2},
@@ -41,12 +44,21 @@ METRICS = ("accuracy", "auc", "sensitivity", "specificity", "ppv", "npv")
 ANY = "any ICH"
 
 
+def _rows(outcomes: list[ExamOutcome], which: HemorrhageClass | None) -> list[ExamOutcome]:
+    """The exams of a class's row: those with the class, and those with no bleed at all (an
+    exam with only another class is neither a case nor a control for this one)."""
+    if which is None:
+        return outcomes
+    return [o for o in outcomes if o.positive(which) or not o.positive()]
+
+
 def _columns(
     outcomes: list[ExamOutcome], which: HemorrhageClass | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    truth = np.array([o.positive(which) for o in outcomes])
+    rows = _rows(outcomes, which)
+    truth = np.array([o.positive(which) for o in rows], dtype=bool)
     scores = np.array(
-        [o.any_probability if which is None else o.probability[which] for o in outcomes]
+        [o.any_probability if which is None else o.probability[which] for o in rows], dtype=float
     )
     return truth, scores
 
@@ -77,9 +89,11 @@ def summarise(
         pick = balanced_indices(truth, rng)
         balanced[name] = _detection(truth[pick], scores[pick], threshold, resamples)
         strata[name] = {}
+        rows = _rows(outcomes, which)
         for stratum in SizeStratum:
             keep = np.array(
-                [not o.positive(which) or _stratum(o, which) == stratum.value for o in outcomes]
+                [not o.positive(which) or _stratum(o, which) == stratum.value for o in rows],
+                dtype=bool,
             )
             if (truth & keep).any():
                 pick = balanced_indices(truth[keep], rng)
@@ -123,9 +137,8 @@ def summarise(
 def _stratum(o: ExamOutcome, which: HemorrhageClass | None) -> str | None:
     if which is not None:
         return o.truth_stratum[which]
-    order = [s.value for s in SizeStratum]
-    present = [s for s in o.truth_stratum.values() if s is not None]
-    return max(present, key=order.index) if present else None
+    total = sum(o.truth_volume_ml.values())
+    return stratum_of(total).value if total > 0 else None
 
 
 def _cell(i: Interval, digits: int = 3) -> str:
@@ -156,7 +169,7 @@ def _markdown(summary: dict[str, Any], title: str) -> str:
                   "|---" * (len(METRICS) + 1) + "|"]  # fmt: skip
         for name, figures in summary[key].items():
             lines.append(f"| {name} | " + " | ".join(_cell(figures[m]) for m in METRICS) + " |")
-        paper = PAPER["detection"]
+        paper = PAPER["balanced" if key == "detection_balanced" else "detection"]
         lines += ["| paper, any ICH | " + " | ".join(f"{paper[m]:.3f}" for m in METRICS) + " |", ""]
     lines += ["## Balanced detection by size stratum (accuracy, sensitivity)", "",
               "| | " + " | ".join(s.value for s in SizeStratum) + " |",

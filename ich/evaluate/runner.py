@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -48,22 +47,17 @@ def outcome(case: LabelledCase, result: ExamResult, predicted: np.ndarray) -> Ex
     """Compare one prediction with the truth of its case."""
     voxel_ml = case.volume.voxel_volume_ml
     truth_instances = instances_from_labels(case.label)
-    strata: dict[HemorrhageClass, str | None] = {}
-    for hemorrhage_class in HemorrhageClass:
-        sizes = [i.voxels for i in truth_instances if i.hemorrhage_class is hemorrhage_class]
-        strata[hemorrhage_class] = stratum_of(max(sizes) * voxel_ml).value if sizes else None
+    truth_ml = {c: float((case.label == c.label).sum()) * voxel_ml for c in HemorrhageClass}
     spacing = case.volume.spacing_mm
     return ExamOutcome(
         name=case.name,
-        truth_volume_ml={
-            c: float((case.label == c.label).sum()) * voxel_ml for c in HemorrhageClass
-        },
-        truth_stratum=strata,
+        truth_volume_ml=truth_ml,
+        # Table 1 counts exams by the class's total volume in them.
+        truth_stratum={c: stratum_of(v).value if v > 0 else None for c, v in truth_ml.items()},
         probability={f.hemorrhage_class: f.probability for f in result.classes},
         any_probability=result.any_ich_probability,
-        predicted_volume_ml={
-            c: float((predicted == c.label).sum()) * voxel_ml for c in HemorrhageClass
-        },
+        # The volumes the product reports, not recounted here: evaluation checks them.
+        predicted_volume_ml={f.hemorrhage_class: f.total_volume_ml for f in result.classes},
         dice={c: dice(predicted == c.label, case.label == c.label) for c in HemorrhageClass},
         iph_abc2=[
             (i.voxels * voxel_ml, abc2_ml(i.mask, spacing))
@@ -94,7 +88,3 @@ def run(cases: Iterable[LabelledCase], predictor: Predictor) -> list[ExamOutcome
             )
         outcomes.append(outcome(case, result, predicted))
     return outcomes
-
-
-def finite(values: Iterable[float]) -> list[float]:
-    return [v for v in values if not math.isnan(v)]

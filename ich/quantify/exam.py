@@ -25,25 +25,30 @@ def exam_result(
     warnings: Sequence[IngestionWarning] = (),
     masks: bool = True,
 ) -> ExamResult:
-    """Measure every instance and summarise the exam.
+    """Measure the instances that pass their class threshold and summarise the exam.
 
     A class's probability is given by the model's exam-level head when it has one
     (``probabilities``), else the highest score among the class's instances (0 without any);
-    "any ICH" takes the highest class probability. Flags compare them with the operating
-    point's thresholds.
+    "any ICH" takes the highest class probability. Probabilities are rounded once, then
+    compared with the operating point's thresholds. Instances scoring under their class
+    threshold are not reported (nor counted in the volumes), so a volume never comes without
+    its flag.
     """
-    hemorrhages = [measure(i, geometry, n, masks) for n, i in enumerate(instances, start=1)]
+    thresholds = operating_point.thresholds
+    kept = [i for i in instances if i.score >= thresholds[i.hemorrhage_class]]
+    hemorrhages = [measure(i, geometry, n, masks) for n, i in enumerate(kept, start=1)]
     findings = []
     for hemorrhage_class in HemorrhageClass:
         mine = [h for h in hemorrhages if h.hemorrhage_class is hemorrhage_class]
-        probability = (probabilities or {}).get(
-            hemorrhage_class, max((h.score for h in mine), default=0.0)
+        scores = [i.score for i in instances if i.hemorrhage_class is hemorrhage_class]
+        probability = round(
+            (probabilities or {}).get(hemorrhage_class, max(scores, default=0.0)), 4
         )
-        threshold = operating_point.thresholds[hemorrhage_class]
+        threshold = thresholds[hemorrhage_class]
         findings.append(
             ClassFinding(
                 hemorrhage_class=hemorrhage_class,
-                probability=round(probability, 4),
+                probability=probability,
                 flagged=probability >= threshold,
                 threshold=threshold,
                 count=len(mine),

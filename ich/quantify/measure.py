@@ -21,6 +21,8 @@ from ich.schema import Hemorrhage, HemorrhageClass, SliceMask
 
 class _VolumeLike(Protocol):
     shape: tuple[int, int, int]
+    plane_is_source: np.ndarray
+    source_frame_numbers: tuple[int | None, ...]
     spacing_mm: tuple[float, float, float]
     affine: np.ndarray
     source_sop_instance_uids: tuple[str, ...]
@@ -37,17 +39,20 @@ class Geometry:
     affine: np.ndarray
     """4x4 from voxel index (k, i, j) to patient LPS mm."""
     plane_sop_instance_uids: tuple[str | None, ...] = ()
-    """The source image of each plane, for masks that reference what was sent."""
+    """The source image of each plane (None where the plane was interpolated)."""
+    plane_frame_numbers: tuple[int | None, ...] = ()
 
     @classmethod
     def of(cls, volume: _VolumeLike) -> Geometry:
         """The geometry of an ingested :class:`ich.dicom.Volume` (or anything shaped so)."""
-        uids = tuple(volume.source_sop_instance_uids[int(s)] for s in volume.plane_source)
+        sources = [int(s) if exact else None for s, exact in
+                   zip(volume.plane_source, volume.plane_is_source, strict=True)]  # fmt: skip
         return cls(
             tuple(volume.shape),  # type: ignore[arg-type]
             tuple(volume.spacing_mm),  # type: ignore[arg-type]
             np.asarray(volume.affine),
-            uids,
+            tuple(None if s is None else volume.source_sop_instance_uids[s] for s in sources),
+            tuple(None if s is None else volume.source_frame_numbers[s] for s in sources),
         )
 
     @property
@@ -108,6 +113,8 @@ def abc2_ml(
 def measure(instance: Instance, geometry: Geometry, number: int, masks: bool = True) -> Hemorrhage:
     """The :class:`~ich.schema.Hemorrhage` record of an instance (``number`` is its id)."""
     region, mask = instance.region, instance.mask
+    if not mask.any():
+        raise ValueError(f"instance {number} has no voxels")
     start = np.array([s.start for s in region])
     voxels = np.argwhere(mask) + start
     low, high = voxels.min(axis=0), voxels.max(axis=0) + 1
@@ -123,7 +130,7 @@ def measure(instance: Instance, geometry: Geometry, number: int, masks: bool = T
         - 0.5
     )
     patient = geometry.to_patient(corners)
-    volume = instance.voxels * geometry.voxel_ml
+    volume = round(instance.voxels * geometry.voxel_ml, 4)  # the stratum of what is shown
     planes = np.flatnonzero(mask.any(axis=(1, 2)))
     slice_masks = []
     if masks:
@@ -132,13 +139,20 @@ def measure(instance: Instance, geometry: Geometry, number: int, masks: bool = T
             k = int(start[0] + plane)
             full[:] = False
             full[region[1], region[2]] = mask[plane]
-            uid = geometry.plane_sop_instance_uids[k] if geometry.plane_sop_instance_uids else None
-            slice_masks.append(SliceMask(index=k, sop_instance_uid=uid, rle=encode_rle(full)))
+            uids, frames = geometry.plane_sop_instance_uids, geometry.plane_frame_numbers
+            slice_masks.append(
+                SliceMask(
+                    index=k,
+                    sop_instance_uid=uids[k] if uids else None,
+                    frame_number=frames[k] if frames else None,
+                    rle=encode_rle(full),
+                )
+            )
     return Hemorrhage(
         id=number,
         hemorrhage_class=instance.hemorrhage_class,
         score=round(instance.score, 4),
-        volume_ml=round(volume, 4),
+        volume_ml=volume,
         stratum=stratum_of(volume),
         slices=len(planes),
         extent_mm=tuple(

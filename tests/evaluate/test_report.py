@@ -57,7 +57,8 @@ def test_a_perfect_predictor_scores_perfectly(cases: list[LabelledCase], tmp_pat
     for c in HemorrhageClass:
         if any(o.positive(c) for o in outcomes):
             assert summary["dice"][c.value].value == pytest.approx(1.0)
-            assert summary["volume"][c.value]["bias_percent"].value == pytest.approx(0.0)
+            bias = summary["volume"][c.value]["bias_percent"].value
+            assert bias == pytest.approx(0.0, abs=0.05)  # reported volumes are rounded
     for name in ("report.md", "metrics.json", "roc.png", "volumes.png", "gallery.png"):
         assert (tmp_path / name).is_file(), name
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -188,6 +188,10 @@ def test_exam_result_flags_and_totals_and_masks() -> None:
     result = exam_result("1.2", "1.2.3", instances_from_labels(label, score), geometry, point)
     by_class = {f.hemorrhage_class: f for f in result.classes}
     assert by_class[IPH].flagged and not by_class[SAH].flagged and not by_class[EDH_SDH].flagged
+    # The SAH scored under its threshold: flagged no, and so neither listed nor measured.
+    assert by_class[SAH].count == 0 and by_class[SAH].total_volume_ml == 0
+    assert by_class[SAH].probability == pytest.approx(0.4)
+    assert [h.hemorrhage_class for h in result.hemorrhages] == [IPH]
     assert by_class[IPH].total_volume_ml == pytest.approx(3 * 49 * 1.25 / 1000, rel=1e-3)
     assert result.any_ich_flagged and result.any_ich_probability == pytest.approx(0.97)
     iph = result.hemorrhages[0]
@@ -220,3 +224,13 @@ def test_geometry_of_a_tilted_instance_box_is_in_patient_space() -> None:
     low, high = np.array(found.bbox_lps_mm[:3]), np.array(found.bbox_lps_mm[3:])
     assert np.all(low < centre) and np.all(centre < high)
     assert found.volume_ml == pytest.approx(0.002)
+
+
+def test_operating_point_needs_every_class_and_flags_use_rounded_scores() -> None:
+    with pytest.raises(ValueError, match="no threshold for SAH"):
+        OperatingPoint(thresholds={IPH: 0.5, EDH_SDH: 0.5}, any_ich=0.5, source="test")
+    point = OperatingPoint(thresholds={c: 0.5 for c in HemorrhageClass}, any_ich=0.5, source="t")
+    geometry = Geometry((2, 4, 4), (5.0, 1.0, 1.0), np.eye(4))
+    result = exam_result("1", "2", [], geometry, point, probabilities={IPH: 0.49996})
+    iph = result.classes[0]
+    assert iph.probability == 0.5 and iph.flagged == result.any_ich_flagged
