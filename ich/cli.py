@@ -224,11 +224,14 @@ def synth_command(
         typer.Option(min=0.0, max=1.0, help="Fraction of studies with scout/bone/contrast/MPR."),
     ] = 0.5,
     overwrite: Annotated[bool, typer.Option(help="Replace a data set already in --out.")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes making cases (same output as 1).")
+    ] = 1,
 ) -> None:
     """Write synthetic head CT studies with ground-truth hemorrhage labels."""
     from rich.progress import Progress
 
-    from ich.phantom.dataset import generate_cases, prepare_output, write_dataset
+    from ich.phantom.dataset import DatasetPlan, prepare_output, write_dataset
     from ich.phantom.generate import Case, CaseOptions
     from ich.phantom.generate import synthesize as phantom_case
 
@@ -263,10 +266,10 @@ def synth_command(
             records.append(record)
             progress.advance(task)
 
-        cases = generate_cases(seed, studies, synthesize, options, distractors)
+        plan = DatasetPlan(seed, studies, synthesize, options, distractors)
         try:
             prepare_output(out, overwrite)
-            write_dataset(out, cases, settings, on_case=advance)
+            write_dataset(out, plan, settings, on_case=advance, workers=workers)
         except IchError as exc:
             raise _fail(exc) from exc
         except OSError as exc:

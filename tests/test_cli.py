@@ -100,3 +100,17 @@ def test_synth_refuses_odd_matrix_files_and_old_data_sets(tmp_path: Path) -> Non
     afile.write_text("x")
     result = runner.invoke(app, ["synth", "--out", str(afile), *small])
     assert result.exit_code == 2 and "is a file" in result.output
+
+
+def test_synth_with_workers_writes_the_same_bytes(tmp_path: Path) -> None:
+    args = "--studies 3 --seed 4 --matrix 64 --slice-mm 5 --prevalence 1 --distractors 0.5"
+    for name, workers in (("one", "1"), ("two", "2")):
+        out = str(tmp_path / name)
+        result = runner.invoke(app, ["synth", "--out", out, *args.split(), "--workers", workers])
+        assert result.exit_code == 0, result.output
+    one = {p.relative_to(tmp_path / "one"): p.read_bytes() for p in (tmp_path / "one").rglob("*")
+           if p.is_file()}  # fmt: skip
+    two = {p.relative_to(tmp_path / "two"): p.read_bytes() for p in (tmp_path / "two").rglob("*")
+           if p.is_file()}  # fmt: skip
+    assert one.keys() == two.keys() and len(one) > 3
+    assert all(one[name] == two[name] for name in one)

@@ -15,10 +15,12 @@ affine. :func:`truth_on_volume` brings them onto the grid ingestion produces.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, replace
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,21 +125,68 @@ def write_case(case: Case, folder: Path, files: dict[str, bytes]) -> dict[str, A
     return record
 
 
+@dataclass(frozen=True)
+class DatasetPlan:
+    """What to write: cases ``0..studies-1`` of ``seed``, each made by ``synthesize``."""
+
+    seed: int
+    studies: int
+    synthesize: Callable[[int, int, CaseOptions], Case]
+    options: CaseOptions
+    distractor_rate: float
+
+    def case_files(self, index: int) -> tuple[Case, dict[str, bytes]]:
+        """Case ``index`` and its files; whether it gets distractors is drawn per case."""
+        coin = stream(self.seed, index, Stream.DISTRACTORS).random()
+        distractors = bool(coin < self.distractor_rate)
+        case = self.synthesize(self.seed, index, replace(self.options, contrast=distractors))
+        return case, study_files(case, distractors)
+
+    def write(self, out: Path, index: int) -> dict[str, Any]:
+        case, files = self.case_files(index)
+        return write_case(case, out / f"case_{index:05d}", files)
+
+
+_WORKER: dict[str, Any] = {}
+"""The plan and folder of a worker process, set once by :func:`_start_worker`."""
+
+
+def _start_worker(plan: DatasetPlan, out: Path) -> None:
+    _WORKER.update(plan=plan, out=out)
+
+
+def _write_in_worker(index: int) -> dict[str, Any]:
+    return _WORKER["plan"].write(_WORKER["out"], index)
+
+
 def write_dataset(
     out: Path,
-    cases: Iterator[tuple[Case, dict[str, bytes]]],
+    plan: DatasetPlan,
     settings: dict[str, Any],
     on_case: Callable[[dict[str, Any]], None] = lambda record: None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Write every case and the data set manifest (rewritten after each case, so an
-    interrupted run still leaves a consistent manifest of what it wrote)."""
+    interrupted run still leaves a consistent manifest of what it wrote).
+
+    With ``workers`` > 1 cases are made in that many processes; every case depends only on
+    its own (seed, index), so the files are the same as with one.
+    """
     out.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {"generator": f"ich {__version__}", **settings, "cases": []}
-    for case, files in cases:
-        record = write_case(case, out / f"case_{case.index:05d}", files)
-        manifest["cases"].append(record)
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        on_case(record)
+    indices = range(plan.studies)
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(
+                ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(plan, out))
+            )
+            records = pool.map(_write_in_worker, indices)
+        else:
+            records = (plan.write(out, index) for index in indices)
+        for record in records:
+            manifest["cases"].append(record)
+            (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            on_case(record)
     return manifest
 
 
@@ -167,18 +216,3 @@ def truth_on_volume(truth: np.ndarray, volume: Volume) -> np.ndarray:
         inside = (r >= 0) & (r < truth.shape[1]) & (c >= 0) & (c < truth.shape[2])
         out[k][inside] = truth[source][r[inside], c[inside]]
     return out
-
-
-def generate_cases(
-    seed: int,
-    studies: int,
-    synthesize: Callable[[int, int, CaseOptions], Case],
-    options: CaseOptions,
-    distractor_rate: float,
-) -> Iterator[tuple[Case, dict[str, bytes]]]:
-    """Cases ``0..studies-1`` of a seed with their files; distractors drawn per case."""
-    for index in range(studies):
-        coin = stream(seed, index, Stream.DISTRACTORS).random()
-        distractors = bool(coin < distractor_rate)
-        case = synthesize(seed, index, replace(options, contrast=distractors))
-        yield case, study_files(case, distractors)

@@ -17,7 +17,7 @@ from ich.dicom.volume import Volume
 from ich.evaluate.cases import EvaluationDataError, LabelledCase, labelled_cases
 from ich.evaluate.report import write_report
 from ich.evaluate.runner import run
-from ich.phantom.dataset import generate_cases, write_dataset
+from ich.phantom.dataset import DatasetPlan, write_dataset
 from ich.phantom.generate import CaseOptions, synthesize
 from ich.quantify import Geometry, exam_result, instances_from_labels
 from ich.schema import ExamResult, HemorrhageClass, OperatingPoint
@@ -31,7 +31,7 @@ POINT = OperatingPoint(
 def cases(tmp_path_factory: pytest.TempPathFactory) -> list[LabelledCase]:
     out = tmp_path_factory.mktemp("evalset")
     options = CaseOptions(prevalence=0.6, matrix=256, slice_mm=5.0)
-    write_dataset(out, generate_cases(31, 8, synthesize, options, 0.0), {"seed": 31})
+    write_dataset(out, DatasetPlan(31, 8, synthesize, options, 0.0), {"seed": 31}, workers=2)
     return list(labelled_cases(out))
 
 

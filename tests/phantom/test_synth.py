@@ -18,7 +18,7 @@ from pydicom.uid import (
 
 from ich.dicom import load, scan, select
 from ich.phantom.anatomy import PARENCHYMA, HeadParams, Tissue, build_anatomy
-from ich.phantom.dataset import generate_cases, load_truth, truth_on_volume, write_dataset
+from ich.phantom.dataset import DatasetPlan, load_truth, truth_on_volume, write_dataset
 from ich.phantom.generate import Case, CaseOptions, synthesize
 from ich.phantom.lesions import Kind, LesionSpec, Site, draw_lesion, sample_spec
 from ich.phantom.series_writer import encode_series, to_bytes
@@ -118,7 +118,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         """Case 1 is acquired with gantry tilt, case 0 without."""
         return synthesize(seed, index, replace(opts, gantry_tilt_deg=15.0 * index))
 
-    write_dataset(out, generate_cases(9, 2, make, options, 1.0), {"seed": 9})
+    write_dataset(out, DatasetPlan(9, 2, make, options, 1.0), {"seed": 9})
     return out
 
 
