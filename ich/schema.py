@@ -197,4 +197,10 @@ class ExamResult(_Model):
     hemorrhages: list[Hemorrhage]
     shape: tuple[int, int, int] = Field(description="(z, y, x) of the analysed volume.")
     spacing_mm: tuple[float, float, float]
+    operating_point: OperatingPoint
+    label_volume: str | None = Field(
+        default=None,
+        description="Optional label volume (z, y, x) uint8 (0 background, 1 IPH, 2 EDH/SDH, "
+        "3 SAH), zlib-compressed and base64-encoded; see ich.quantify.decode_label_volume.",
+    )
     warnings: list[IngestionWarning] = Field(default_factory=list)

@@ -103,6 +103,9 @@ def volume_agreement(predicted: np.ndarray, truth: np.ndarray) -> dict[str, floa
     mean = float(difference.mean()) if len(difference) else float("nan")
     return {
         "pearson_r": pearson_r(predicted, truth),
+        "pooled_bias_percent": float(100 * difference.sum() / truth.sum())
+        if truth.sum() > 0
+        else float("nan"),
         "bias_percent": float(100 * (difference[positive] / truth[positive]).mean())
         if positive.any()
         else float("nan"),
@@ -126,9 +129,15 @@ def bootstrap(
     *columns: np.ndarray,
     resamples: int = 1000,
     seed: int = 0,
+    strata: np.ndarray | None = None,
 ) -> Interval:
     """``statistic(*columns)`` and its 95% percentile interval over exams resampled with
-    replacement (columns are resampled together, row by row); all NaN without rows."""
+    replacement (columns are resampled together, row by row); all NaN without rows.
+
+    ``strata`` (e.g. the truth column) resamples each group separately, so every draw keeps
+    the positives and negatives it needs: with few positives a plain resample would often
+    draw none and silently narrow the interval.
+    """
     size = len(columns[0])
     if size == 0:
         return Interval(float("nan"), float("nan"), float("nan"))
@@ -137,8 +146,13 @@ def bootstrap(
         return Interval(value, float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     draws = []
+    groups = (
+        [np.arange(size)]
+        if strata is None
+        else [np.flatnonzero(np.asarray(strata) == value) for value in np.unique(strata)]
+    )
     for _ in range(resamples):
-        pick = rng.integers(0, size, size)
+        pick = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
         draws.append(statistic(*(np.asarray(c)[pick] for c in columns)))
     finite = np.asarray(draws, float)
     finite = finite[np.isfinite(finite)]

@@ -68,7 +68,7 @@ def _detection(
 ) -> dict[str, Interval]:
     return {
         m: bootstrap(lambda t, s, m=m: detection(t, s, threshold)[m], truth, scores,
-                     resamples=resamples)
+                     resamples=resamples, strata=truth)
         for m in METRICS
     }  # fmt: skip
 
@@ -110,17 +110,20 @@ def summarise(
         volume[c.value] = {
             key: bootstrap(lambda p, t, key=key: volume_agreement(p, t)[key], predicted, true,
                            resamples=resamples)
-            for key in ("pearson_r", "bias_percent", "bland_altman_mean_ml",
-                        "bland_altman_low_ml", "bland_altman_high_ml")
+            for key in ("pearson_r", "bias_percent", "pooled_bias_percent",
+                        "bland_altman_mean_ml", "bland_altman_low_ml", "bland_altman_high_ml")
         }  # fmt: skip
-    pairs = np.array([pair for o in outcomes for pair in o.iph_abc2]).reshape(-1, 2)
-    abc2 = {
-        "bias_percent": bootstrap(
-            lambda t, e: float(100 * np.mean((e - t) / t)), pairs[:, 0], pairs[:, 1],
-            resamples=resamples,
-        ),
-        "pearson_r": bootstrap(pearson_r, pairs[:, 0], pairs[:, 1], resamples=resamples),
-    }  # fmt: skip
+    triples = np.array([t for o in outcomes for t in o.iph_abc2]).reshape(-1, 3)
+    abc2 = {}
+    for column, method in ((1, "kothari"), (2, "extent")):
+        true, estimate = triples[:, 0], triples[:, column]
+        abc2[method] = {
+            "bias_percent": bootstrap(
+                lambda t, e: float(100 * np.mean((e - t) / t)), true, estimate,
+                resamples=resamples,
+            ),
+            "pearson_r": bootstrap(pearson_r, true, estimate, resamples=resamples),
+        }  # fmt: skip
     return {
         "exams": len(outcomes),
         "positive_exams": int(sum(o.positive() for o in outcomes)),
@@ -192,9 +195,11 @@ def _markdown(summary: dict[str, Any], title: str) -> str:
             f"{_cell(v['pearson_r'])} | {PAPER['pearson_r'][c.value]} | "
             f"{_cell(v['bias_percent'], 1)} | {limits} |"
         )
-    abc2 = summary["abc2_of_true_iph"]
-    lines += ["", f"ABC/2 (Kothari) of the true IPH masks against their volume: bias "
-              f"{_cell(abc2['bias_percent'], 1)} %, r {_cell(abc2['pearson_r'])} "
+    kothari, extent = summary["abc2_of_true_iph"]["kothari"], summary["abc2_of_true_iph"]["extent"]
+    lines += ["", "ABC/2 of the true IPH masks against their volume: with Kothari's slice "
+              f"weighting bias {_cell(kothari['bias_percent'], 1)} %, r "
+              f"{_cell(kothari['pearson_r'])}; with C the full extent bias "
+              f"{_cell(extent['bias_percent'], 1)} %, r {_cell(extent['pearson_r'])} "
               f"(paper: +{PAPER['bias_percent']['ABC/2']} %; the CNN "
               f"{PAPER['bias_percent']['CNN IPH']} %).", ""]  # fmt: skip
     lines += ["![ROC](roc.png)", "", "![volumes](volumes.png)", "", "![errors](gallery.png)", ""]

@@ -31,8 +31,8 @@ class ExamOutcome:
     predicted_volume_ml: dict[HemorrhageClass, float]
     dice: dict[HemorrhageClass, float]
     """NaN where neither truth nor prediction has the class."""
-    iph_abc2: list[tuple[float, float]] = field(default_factory=list)
-    """(true volume, ABC/2 of the true mask) of each true IPH instance."""
+    iph_abc2: list[tuple[float, float, float]] = field(default_factory=list)
+    """(true volume, ABC/2 with Kothari's C, ABC/2 with the full extent) of each true IPH."""
     key_slice: np.ndarray | None = None
     """uint8 (3, rows, columns): brain-window image, true and predicted blood, on the plane
     with the most of either; for the gallery of errors."""
@@ -60,7 +60,11 @@ def outcome(case: LabelledCase, result: ExamResult, predicted: np.ndarray) -> Ex
         predicted_volume_ml={f.hemorrhage_class: f.total_volume_ml for f in result.classes},
         dice={c: dice(predicted == c.label, case.label == c.label) for c in HemorrhageClass},
         iph_abc2=[
-            (i.voxels * voxel_ml, abc2_ml(i.mask, spacing))
+            (
+                i.voxels * voxel_ml,
+                abc2_ml(i.mask, spacing),
+                abc2_ml(i.mask, spacing, craniocaudal="extent"),
+            )
             for i in truth_instances
             if i.hemorrhage_class is HemorrhageClass.IPH
         ],

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from ich.quantify.instances import Instance
 from ich.quantify.measure import Geometry, measure
+from ich.quantify.rle import encode_label_volume
 from ich.schema import (
     ClassFinding,
     ExamResult,
@@ -24,6 +27,7 @@ def exam_result(
     probabilities: dict[HemorrhageClass, float] | None = None,
     warnings: Sequence[IngestionWarning] = (),
     masks: bool = True,
+    label_volume: np.ndarray | None = None,
 ) -> ExamResult:
     """Measure the instances that pass their class threshold and summarise the exam.
 
@@ -66,5 +70,7 @@ def exam_result(
         hemorrhages=hemorrhages,
         shape=geometry.shape,
         spacing_mm=geometry.spacing_mm,
+        operating_point=operating_point,
+        label_volume=None if label_volume is None else encode_label_volume(label_volume),
         warnings=list(warnings),
     )

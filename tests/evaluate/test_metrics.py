@@ -70,3 +70,16 @@ def test_balanced_set_and_bootstrap() -> None:
     assert interval.value == pytest.approx(roc_auc(truth, scores))
     again = bootstrap(roc_auc, truth, scores, resamples=300)
     assert again == interval  # seeded: the same interval every run
+
+
+def test_stratified_bootstrap_keeps_a_rare_positive_in_every_draw() -> None:
+    truth = np.zeros(10, bool)
+    truth[0] = True
+    scores = np.linspace(0.9, 0.0, 10)
+    plain = bootstrap(roc_auc, truth, scores, resamples=200)
+    stratified = bootstrap(roc_auc, truth, scores, resamples=200, strata=truth)
+    assert stratified.value == 1.0 and stratified.low == 1.0  # defined in every draw
+    assert plain.value == stratified.value
+    agreement = volume_agreement(np.array([0.002, 20.0]), np.array([0.001, 21.0]))
+    assert agreement["bias_percent"] == pytest.approx((100 + 100 * -1 / 21) / 2)
+    assert agreement["pooled_bias_percent"] == pytest.approx(100 * (20.002 - 21.001) / 21.001)

@@ -14,6 +14,7 @@ from ich.quantify import (
     Detection,
     Geometry,
     abc2_ml,
+    decode_label_volume,
     decode_rle,
     encode_rle,
     exam_result,
@@ -203,6 +204,13 @@ def test_exam_result_flags_and_totals_and_masks() -> None:
     np.testing.assert_array_equal(rebuilt, label == IPH.label)
     again = ExamResult.model_validate_json(result.model_dump_json())
     assert again == result
+    with_label = exam_result(
+        "1.2", "1.2.3", instances_from_labels(label, score), geometry, point, label_volume=label
+    )
+    assert with_label.label_volume is not None and len(with_label.label_volume) < 500
+    np.testing.assert_array_equal(decode_label_volume(with_label.label_volume, shape), label)
+    with pytest.raises(ValueError, match="expected"):
+        decode_label_volume(with_label.label_volume, (1, 2, 3))
     strict = point.model_copy(update={"any_ich": 0.95})
     override = exam_result("1.2", "1.2.3", [], geometry, strict, probabilities={SAH: 0.9})
     assert override.classes[2].flagged and override.any_ich_probability == 0.9
