@@ -300,7 +300,7 @@ def _brain(
     near_surface = depth < sulcal_depth + 2.0
     ribbon = np.abs(field)
     sulcus_w = 0.15 + 0.15 * p.atrophy
-    grey = supra & ((depth < 5.0) | (near_surface & (ribbon < sulcus_w + 0.22)))
+    grey = supra & ((depth < 6.5) | (near_surface & (ribbon < sulcus_w + 0.32)))
     tissue[grey] = Tissue.GREY
     sas = 0.8 + 2.2 * p.atrophy
     sulci = supra & (depth < sulcal_depth) & (ribbon < sulcus_w * (1.2 - depth / sulcal_depth))
