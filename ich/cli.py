@@ -296,7 +296,7 @@ def _cases_table(records: list[dict]) -> Table:
         )
         table.add_row(
             record["case"],
-            f"{protocol['slices']} x {protocol['slice_mm']:g} mm, {protocol['kernel']}",
+            f"{protocol['slices']} x {protocol['slice_mm']:.3g} mm, {protocol['kernel']}",
             bleeds or "none",
             str(len(record["mimics"])),
             f"{record['midline_shift_mm']:g}",

@@ -115,13 +115,23 @@ def volume_agreement(predicted: np.ndarray, truth: np.ndarray) -> dict[str, floa
     }
 
 
-def balanced_indices(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Every positive exam and as many negatives drawn without replacement (the paper's
-    balanced set); all negatives when there are fewer of them."""
-    truth = np.asarray(truth, bool)
-    positives, negatives = np.flatnonzero(truth), np.flatnonzero(~truth)
-    chosen = rng.choice(negatives, size=min(len(positives), len(negatives)), replace=False)
-    return np.sort(np.concatenate([positives, chosen]))
+def balanced_detection(truth: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    """Detection figures as if positives and negatives were equally common (Table 2).
+
+    Sensitivity, specificity and AUC do not depend on prevalence; accuracy, PPV and NPV are
+    recomputed at 50%: the paper's balanced rows keep the full set's specificity in every
+    stratum, which only re-weighting (not subsampling) the negatives does.
+    """
+    full = detection(truth, scores, threshold)
+    sens, spec = full["sensitivity"], full["specificity"]
+    return {
+        "accuracy": (sens + spec) / 2,
+        "auc": full["auc"],
+        "sensitivity": sens,
+        "specificity": spec,
+        "ppv": _ratio(sens, sens + 1 - spec),
+        "npv": _ratio(spec, spec + 1 - sens),
+    }
 
 
 def bootstrap(

@@ -1,7 +1,8 @@
 """The paper's tables for any labelled set: numbers with 95% bootstrap intervals, plots, and
 a gallery of the worst errors.
 
-Detection is per exam (Table 2: full and balanced sets, by class and by size stratum);
+Detection is per exam (Table 2: full and balanced sets, by class and by size stratum; a
+class's rows hold its exams and the bleed-free ones; "balanced" re-weights to 50% prevalence);
 segmentation is Dice per class over exams with that class; volume agreement per class; ABC/2
 of the true IPH masks against their true volume (the bedside method's own bias).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import numpy as np
 
 from ich.evaluate.metrics import (
     Interval,
-    balanced_indices,
+    balanced_detection,
     bootstrap,
     confusion,
     detection,
@@ -64,30 +66,36 @@ def _columns(
 
 
 def _detection(
-    truth: np.ndarray, scores: np.ndarray, threshold: float, resamples: int
+    truth: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    resamples: int,
+    figures: Callable[[np.ndarray, np.ndarray, float], dict[str, float]] = detection,
 ) -> dict[str, Interval]:
     return {
-        m: bootstrap(lambda t, s, m=m: detection(t, s, threshold)[m], truth, scores,
+        m: bootstrap(lambda t, s, m=m: figures(t, s, threshold)[m], truth, scores,
                      resamples=resamples, strata=truth)
         for m in METRICS
     }  # fmt: skip
 
 
-def summarise(
-    outcomes: list[ExamOutcome], point: OperatingPoint, resamples: int = 1000, seed: int = 0
-) -> dict[str, Any]:
-    """Every figure of the report, as nested dicts of :class:`Interval`."""
-    rng = np.random.default_rng(seed)
-    targets: list[tuple[str, HemorrhageClass | None, float]] = [
+def _targets(point: OperatingPoint) -> list[tuple[str, HemorrhageClass | None, float]]:
+    """(row name, class or None for any ICH, threshold) of every detection row."""
+    return [
         (ANY, None, point.any_ich),
         *((c.value, c, point.thresholds[c]) for c in HemorrhageClass),
     ]
+
+
+def summarise(
+    outcomes: list[ExamOutcome], point: OperatingPoint, resamples: int = 1000
+) -> dict[str, Any]:
+    """Every figure of the report, as nested dicts of :class:`Interval`."""
     full, balanced, strata = {}, {}, {}
-    for name, which, threshold in targets:
+    for name, which, threshold in _targets(point):
         truth, scores = _columns(outcomes, which)
         full[name] = _detection(truth, scores, threshold, resamples)
-        pick = balanced_indices(truth, rng)
-        balanced[name] = _detection(truth[pick], scores[pick], threshold, resamples)
+        balanced[name] = _detection(truth, scores, threshold, resamples, balanced_detection)
         strata[name] = {}
         rows = _rows(outcomes, which)
         for stratum in SizeStratum:
@@ -96,9 +104,8 @@ def summarise(
                 dtype=bool,
             )
             if (truth & keep).any():
-                pick = balanced_indices(truth[keep], rng)
                 strata[name][stratum.value] = _detection(
-                    truth[keep][pick], scores[keep][pick], threshold, resamples
+                    truth[keep], scores[keep], threshold, resamples, balanced_detection
                 )
     segmentation, volume = {}, {}
     for c in HemorrhageClass:

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from ich.evaluate.metrics import (
-    balanced_indices,
+    balanced_detection,
     bootstrap,
     confusion,
     detection,
@@ -60,11 +60,16 @@ def test_dice_pearson_and_volume_agreement() -> None:
     assert agreement["bland_altman_high_ml"] == pytest.approx(differences.mean() + spread)
 
 
-def test_balanced_set_and_bootstrap() -> None:
+def test_balanced_figures_and_bootstrap() -> None:
     truth = np.array([1] * 5 + [0] * 50, bool)
-    picked = balanced_indices(truth, np.random.default_rng(0))
-    assert truth[picked].sum() == 5 and (~truth[picked]).sum() == 5
     scores = np.where(truth, 0.8, 0.2) + np.random.default_rng(2).normal(0, 0.2, truth.size)
+    full, balanced = detection(truth, scores, 0.5), balanced_detection(truth, scores, 0.5)
+    sens, spec = full["sensitivity"], full["specificity"]
+    assert balanced["sensitivity"] == sens and balanced["specificity"] == spec
+    assert balanced["accuracy"] == pytest.approx((sens + spec) / 2)
+    assert balanced["ppv"] == pytest.approx(sens / (sens + 1 - spec))
+    # The paper's "All ICHs" row: sensitivity 0.971, specificity 0.975 -> PPV 0.975, NPV 0.971.
+    assert pytest.approx(0.975, abs=5e-4) == 0.971 / (0.971 + 0.025)
     interval = bootstrap(roc_auc, truth, scores, resamples=300)
     assert interval.low <= interval.value <= interval.high
     assert interval.value == pytest.approx(roc_auc(truth, scores))
