@@ -181,6 +181,13 @@ def _markdown(summary: dict[str, Any], title: str) -> str:
             lines.append(f"| {name} | " + " | ".join(_cell(figures[m]) for m in METRICS) + " |")
         paper = PAPER["balanced" if key == "detection_balanced" else "detection"]
         lines += ["| paper, any ICH | " + " | ".join(f"{paper[m]:.3f}" for m in METRICS) + " |", ""]
+        if key == "detection_balanced":
+            lines += [
+                "Balanced: negatives re-weighted to 50% prevalence (specificity and AUC as in the "
+                "full set). The paper's balanced accuracy (0.984) and AUC (0.991) do not follow "
+                "from its sensitivity and specificity that way; compare them with care.",
+                "",
+            ]
     lines += ["## Balanced detection by size stratum (accuracy, sensitivity)", "",
               "| | " + " | ".join(s.value for s in SizeStratum) + " |",
               "|---" * (len(SizeStratum) + 1) + "|"]  # fmt: skip
