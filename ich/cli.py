@@ -199,7 +199,9 @@ class Background(StrEnum):
 def synth_command(
     out: Annotated[Path, typer.Option(help="Folder to write the studies into.")],
     studies: Annotated[int, typer.Option(min=1, help="Number of studies.")] = 1,
-    seed: Annotated[int, typer.Option(min=0, help="Same seed, same studies (byte for byte).")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="Same seed, same studies (byte for byte).")
+    ] = 0,
     prevalence: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Fraction of studies with hemorrhage.")
     ] = 0.5,
@@ -242,7 +244,7 @@ def synth_command(
 
         try:
             real = RealBackgrounds(real_dir or _default_real_dir())
-            real.backgrounds  # noqa: B018 -- load and segment now, to fail before writing
+            real.eligible(options)  # loads and checks them now, before anything is written
         except IchError as exc:
             raise _fail(exc) from exc
         synthesize = real.synthesize

@@ -295,7 +295,8 @@ def truth(
             continue
         # Voxels sharing the slice with bone read as bone, not blood: an annotator leaves
         # them out, and so does the label.
-        floor = min(_MIN_FRACTION, 0.5 * peak) if lesion.exact is not None else _MIN_FRACTION
+        punctate = lesion.spec.stratum == "punctate"
+        floor = min(_MIN_FRACTION, 0.5 * peak) if punctate else _MIN_FRACTION
         mask = mine & (best >= floor) & (case_hu < _BONE_MIXED_HU)
         if not mask.any():
             continue

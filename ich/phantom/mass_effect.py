@@ -9,19 +9,19 @@ structures shift, as on a real scan.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from ich.phantom.anatomy import Anatomy, Tissue
 from ich.phantom.fields import HeadGrid
-from ich.phantom.lesions import Lesion
+from ich.phantom.lesions import Kind, Lesion
 
 _MIN_ML = 15.0
 """Total bleed volume below which no shift is modelled."""
-_REACH_MM = 30.0
-"""How far beyond the bleed's surface the push fades (Gaussian sigma)."""
+_REACH_MM = 40.0
+"""How far beyond the bleed's surface the broad shift fades (Gaussian sigma)."""
 _MIDLINE = np.array([[0.0, y, 16.0] for y in np.linspace(-30.0, 40.0, 15)])
 """Septum pellucidum to pineal region, head frame: where midline shift is read."""
 _INTRACRANIAL = np.array(
@@ -31,42 +31,59 @@ _INTRACRANIAL = np.array(
 )  # fmt: skip
 
 
-Displacement = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
-"""Head-frame points (..., 3) and their depth inside the inner table (or None) -> how far
-the brain there is pushed (..., 3), mm."""
+@dataclass(frozen=True)
+class Push:
+    """How far the brain now at a point was pushed there, and from where.
+
+    Near the bleed the brain makes room for it as an incompressible medium would, with the
+    radial push that keeps volume (r -> (r^3 + a^3)^(1/3)): tissue there is displaced, not
+    stretched. The closed skull turns the rest into a broad shift of the whole brain (midline,
+    ventricles), a slowly fading translation that changes no volumes.
+    """
+
+    centre: np.ndarray
+    radius: float
+    room: float
+    shift: float
+
+    def __call__(self, points: np.ndarray, depth: np.ndarray | None) -> np.ndarray:
+        """Displacement (..., 3) of head-frame points (..., 3): the tissue now at ``points``
+        came from ``points - push``. ``depth`` (inside the inner table) lets the push fade
+        along the skull away from the bleed, where brain slides along bone, not off it."""
+        offset = points - self.centre
+        distance = np.linalg.norm(offset, axis=-1, keepdims=True) + 1e-6
+        beyond = np.clip(distance - self.radius, 0.0, None)
+        size = distance - np.cbrt(np.clip(distance**3 - self.room**3, 0.0, None))
+        size = size + self.shift * np.exp(-(beyond**2) / (2 * _REACH_MM**2))
+        if depth is not None:
+            far = beyond > 10.0
+            size = size * np.where(far, np.clip(depth[..., None] / 10.0, 0.0, 1.0), 1.0)
+        return size * offset / distance
+
+    def from_the_bleed(self, points: np.ndarray) -> np.ndarray:
+        """Points whose tissue came from the space the bleed now fills."""
+        return np.linalg.norm(points - self.centre, axis=-1) < self.room
 
 
-def displacement(lesions: list[Lesion], grid: HeadGrid) -> Displacement | None:
+def displacement(lesions: list[Lesion], grid: HeadGrid) -> Push | None:
     """The push of the bleeds drawn on ``grid``, or None when they are too small to shift
-    anything (a total under 15 mL)."""
-    volumes = [lesion.volume_ml(grid) for lesion in lesions]
+    anything (space-occupying blood under 15 mL in total: SAH fills existing CSF spaces and
+    does not count)."""
+    masses = [lesion for lesion in lesions if lesion.spec.kind is not Kind.SAH]
+    volumes = [lesion.volume_ml(grid) for lesion in masses]
     total = sum(volumes)
-    if not lesions or total < _MIN_ML:
+    if not masses or total < _MIN_ML:
         return None
-    largest = lesions[int(np.argmax(volumes))]
+    largest = masses[int(np.argmax(volumes))]
     z, y, x = grid.axes(largest.box)
     weights = largest.blood
     mass = float(weights.sum())
     centre = np.array([float((weights * a).sum()) / mass for a in (x, y, z)])
     radius = (3 * total * 1000 / (4 * np.pi)) ** (1 / 3)
-    amplitude = 0.5 * radius
-
-    def push(points: np.ndarray, depth: np.ndarray | None) -> np.ndarray:
-        offset = points - centre
-        distance = np.linalg.norm(offset, axis=-1, keepdims=True) + 1e-6
-        beyond = np.clip(distance - radius, 0.0, None)
-        size = amplitude * np.exp(-(beyond**2) / (2 * _REACH_MM**2))
-        if depth is not None:
-            # Away from the bleed the brain slides along the skull, not off it: the push
-            # fades within 10 mm of the inner table there (near the bleed it does not).
-            far = beyond > 10.0
-            size = size * np.where(far, np.clip(depth[..., None] / 10.0, 0.0, 1.0), 1.0)
-        return size * offset / distance
-
-    return push
+    return Push(centre, radius, room=0.6 * radius, shift=0.3 * radius)
 
 
-def midline_shift_mm(push: Displacement | None, centre: np.ndarray) -> float:
+def midline_shift_mm(push: Push | None, centre: np.ndarray) -> float:
     """Largest sideways displacement between septum pellucidum and pineal region; ``centre``
     is the head-frame position of the brain's centre (the phantom's origin)."""
     if push is None:
@@ -83,8 +100,11 @@ def apply_mass_effect(anatomy: Anatomy, lesions: list[Lesion]) -> float:
     k, i, j = np.nonzero(anatomy.depth_mm > 0)
     zs, ys, xs = grid.axes()
     points = np.stack([xs.ravel()[j], ys.ravel()[i], zs.ravel()[k]], axis=-1)
-    source = grid.index_of(points - push(points, anatomy.depth_mm[k, i, j]))
-    moved = ndi.map_coordinates(anatomy.tissue, source.T, order=0, mode="nearest")
+    origin = points - push(points, anatomy.depth_mm[k, i, j])
+    moved = ndi.map_coordinates(anatomy.tissue, grid.index_of(origin).T, order=0, mode="nearest")
+    # What came from the bleed's own space is brain around the blood, whatever was there (a
+    # ventricle the bleed wrapped around must not be dragged out and enlarged).
+    moved[push.from_the_bleed(origin)] = Tissue.WHITE
     moved[~np.isin(moved, _INTRACRANIAL)] = Tissue.CSF
     anatomy.tissue[k, i, j] = moved
     return midline_shift_mm(push, np.zeros(3))

@@ -39,7 +39,7 @@ from ich.phantom.generate import (
     until_visible,
 )
 from ich.phantom.lesions import Site, draw_lesion
-from ich.phantom.mass_effect import Displacement, displacement, midline_shift_mm
+from ich.phantom.mass_effect import Push, displacement, midline_shift_mm
 from ich.phantom.scanner import HeadPose, Planes, Protocol, Renderer
 from ich.phantom.series_writer import SeriesSpec, derived_uid
 
@@ -147,7 +147,17 @@ def _resampled(
     return hu, affine, native * group
 
 
-def _warped(hu: np.ndarray, affine: np.ndarray, push: Displacement, site: Site) -> np.ndarray:
+_CSF_HU = 9.0
+
+
+def _warped(
+    hu: np.ndarray,
+    affine: np.ndarray,
+    push: Push,
+    site: Site,
+    noise_sd: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """The real image with the brain pushed away from a large bleed (mass effect).
 
     Only intracranial voxels move; one that would pull in bone from beyond the inner table
@@ -158,11 +168,17 @@ def _warped(hu: np.ndarray, affine: np.ndarray, push: Displacement, site: Site) 
     points = kij @ affine[:3, :3].T.astype(np.float32) + affine[:3, 3].astype(np.float32)
     depth = site.nearest(site.depth_mm, points)
     inside = depth > 0
-    moved = points[inside] - push(points[inside], depth[inside])
+    shift = push(points[inside], depth[inside])
+    moved = points[inside] - shift
     inverse = np.linalg.inv(affine)
     source = moved @ inverse[:3, :3].T + inverse[:3, 3]
     values = ndi.map_coordinates(hu, source.T, order=1, mode="nearest")
-    values[values > 100] = 8.0
+    # Pulled from beyond the inner table: the space the brain left, CSF.
+    values[site.nearest(site.depth_mm, moved) <= 0] = _CSF_HU
+    # Interpolation averages noise away; give back what it took where the image moved.
+    moving = np.linalg.norm(shift, axis=-1) > 0.3
+    grain = rng.standard_normal(int(moving.sum())).astype(np.float32)
+    values[moving] += grain * np.float32(0.7 * noise_sd)
     out = hu.copy()
     out[k[inside], i[inside], j[inside]] = values
     return out
@@ -196,6 +212,33 @@ class RealBackgrounds:
                 raise RealBackgroundError(f"{name} could not be read: {exc.message}") from exc
         return loaded
 
+    def eligible(self, options: CaseOptions) -> list[Background]:
+        """The backgrounds that can give the requested matrix and slice thickness (a scan is
+        averaged into thicker slices, never thinned).
+
+        Raises:
+            RealBackgroundError: none can.
+        """
+        found = [
+            b
+            for b in self.backgrounds
+            if b.volume.shape[1] % options.matrix == 0
+            and b.volume.shape[2] % options.matrix == 0
+            and (options.slice_mm is None or b.volume.spacing_mm[0] <= options.slice_mm * 1.05)
+        ]
+        if not found:
+            sizes = ", ".join(
+                f"{b.name} {b.volume.shape[1]}x{b.volume.shape[2]} at "
+                f"{b.volume.spacing_mm[0]:.3g} mm"
+                for b in self.backgrounds
+            )
+            raise RealBackgroundError(
+                f"No real background gives a {options.matrix} matrix at "
+                f"{options.slice_mm or 'native'} mm slices (available: {sizes}); choose a "
+                "matrix that divides theirs and a slice thickness at least theirs."
+            )
+        return found
+
     def synthesize(self, seed: int, index: int, options: CaseOptions) -> Case:
         """Like :func:`ich.phantom.generate.synthesize`, on a real head."""
         chosen = decide_prevalence(seed, index, options)
@@ -204,7 +247,8 @@ class RealBackgrounds:
     def _case(
         self, seed: int, index: int, options: CaseOptions, rng: np.random.Generator
     ) -> tuple[Case, int]:
-        background = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
+        choices = self.eligible(options)
+        background = choices[int(rng.integers(len(choices)))]
         site = background.site
         slice_mm = options.slice_mm
         if slice_mm is None:
@@ -214,7 +258,7 @@ class RealBackgrounds:
         lesions = [draw_lesion(spec, site, rng) for spec in lesion_specs(rng, options)]
         push = displacement(lesions, site.grid)
         if push is not None:
-            hu = _warped(hu, affine, push, site)
+            hu = _warped(hu, affine, push, site, _noise_sd(hu), rng)
         matrix = hu.shape[1]
         row = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
         col = affine[:3, 1] / np.linalg.norm(affine[:3, 1])
