@@ -150,6 +150,24 @@ def _resampled(
 _CSF_HU = 9.0
 
 
+def _intracranial_block(
+    shape: tuple[int, ...], affine: np.ndarray, site: Site
+) -> tuple[slice, slice, slice]:
+    """The block of the output grid that holds the cranial cavity (the warp's only domain:
+    the whole grid would cost gigabytes of coordinates on thin series)."""
+    kk, ii, jj = np.nonzero(site.depth_mm > 0)
+    z, y, x = site.grid.axes()
+    lo = np.array([x.ravel()[jj].min(), y.ravel()[ii].min(), z.ravel()[kk].min()])
+    hi = np.array([x.ravel()[jj].max(), y.ravel()[ii].max(), z.ravel()[kk].max()])
+    corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1])
+                        for c in (lo[2], hi[2])])  # fmt: skip
+    inverse = np.linalg.inv(affine)
+    kij = corners @ inverse[:3, :3].T + inverse[:3, 3]
+    start = np.clip(np.floor(kij.min(axis=0)).astype(int) - 1, 0, None)
+    stop = np.minimum(np.ceil(kij.max(axis=0)).astype(int) + 2, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))  # type: ignore[return-value]
+
+
 def _warped(
     hu: np.ndarray,
     affine: np.ndarray,
@@ -163,7 +181,9 @@ def _warped(
     Only intracranial voxels move; one that would pull in bone from beyond the inner table
     gets CSF instead, the space the brain left.
     """
-    k, i, j = np.nonzero(np.ones(hu.shape, dtype=bool))
+    block = _intracranial_block(hu.shape, affine, site)
+    k, i, j = (index.ravel() for index in np.meshgrid(*(np.arange(b.start, b.stop) for b in block),
+                                                       indexing="ij", sparse=False))  # fmt: skip
     kij = np.stack([k, i, j], axis=-1).astype(np.float32)
     points = kij @ affine[:3, :3].T.astype(np.float32) + affine[:3, 3].astype(np.float32)
     depth = site.nearest(site.depth_mm, points)
