@@ -429,8 +429,8 @@ statistics only.
   CT-ICH masks, which include the blurred rim of each bleed.
 - Noise texture is Gaussian-filtered white noise, its grain set per reconstruction kernel;
   real noise power spectra are not modelled in detail.
-- Mass effect is a smooth push away from the largest bleed: the midline shifts, but sulcal
-  effacement and the compression of the ventricles next to the bleed are not modelled.
+- Mass effect is a smooth push away from the largest bleed with the nearby sulci closed and
+  the ventricle on the bleed's side narrowed by a fixed rim; it does not model herniation.
 """
 
 

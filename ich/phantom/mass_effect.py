@@ -53,12 +53,17 @@ class Push:
         offset = points - self.centre
         distance = np.linalg.norm(offset, axis=-1, keepdims=True) + 1e-6
         beyond = np.clip(distance - self.radius, 0.0, None)
-        size = distance - np.cbrt(np.clip(distance**3 - self.room**3, 0.0, None))
+        size = self.near(distance)
         size = size + self.shift * np.exp(-(beyond**2) / (2 * _REACH_MM**2))
         if depth is not None:
             far = beyond > 10.0
             size = size * np.where(far, np.clip(depth[..., None] / 10.0, 0.0, 1.0), 1.0)
         return size * offset / distance
+
+    def near(self, distance: np.ndarray) -> np.ndarray:
+        """The volume-keeping part of the push at ``distance`` from the bleed: how much the
+        tissue there is compressed towards the skull (the broad shift compresses nothing)."""
+        return distance - np.cbrt(np.clip(distance**3 - self.room**3, 0.0, None))
 
     def from_the_bleed(self, points: np.ndarray) -> np.ndarray:
         """Points whose tissue came from the space the bleed now fills."""
@@ -92,7 +97,8 @@ def midline_shift_mm(push: Push | None, centre: np.ndarray) -> float:
 
 
 def apply_mass_effect(anatomy: Anatomy, lesions: list[Lesion]) -> float:
-    """Displace the brain around the largest lesion; returns the midline shift in mm."""
+    """Displace the brain around the largest lesion and efface the CSF spaces it presses;
+    returns the midline shift in mm."""
     grid = anatomy.grid
     push = displacement(lesions, grid)
     if push is None:
@@ -107,4 +113,31 @@ def apply_mass_effect(anatomy: Anatomy, lesions: list[Lesion]) -> float:
     moved[push.from_the_bleed(origin)] = Tissue.WHITE
     moved[~np.isin(moved, _INTRACRANIAL)] = Tissue.CSF
     anatomy.tissue[k, i, j] = moved
+    _efface(anatomy, push)
     return midline_shift_mm(push, np.zeros(3))
+
+
+_PRESSED_MM = 1.0
+"""Compression above which CSF spaces are squeezed."""
+_VENTRICLE_WALL_MM = 3
+"""How much of a pressed ventricle's rim collapses, in voxels (1 mm)."""
+
+
+def _efface(anatomy: Anatomy, push: Push) -> None:
+    """Where the brain is pressed, the sulci close and the ventricles narrow: sulcal CSF
+    becomes cortex and a pressed ventricle loses its rim (the effacement radiologists read
+    as mass effect)."""
+    grid = anatomy.grid
+    reach = push.radius + 2 * _REACH_MM
+    box = grid.box(tuple(push.centre - reach), tuple(push.centre + reach))
+    z, y, x = grid.axes(box)
+    distance = np.sqrt((x - push.centre[0]) ** 2 + (y - push.centre[1]) ** 2
+                       + (z - push.centre[2]) ** 2)  # fmt: skip
+    # The bleed's own hemisphere is pressed within reach, whatever the near-field figure says.
+    same_side = np.sign(x) == np.sign(push.centre[0])
+    pressed = (push.near(distance) > _PRESSED_MM) | (same_side & (distance < push.radius + 30))
+    tissue = anatomy.tissue[box]
+    tissue[pressed & (tissue == Tissue.CSF) & (anatomy.depth_mm[box] > 1.0)] = Tissue.GREY
+    ventricle = tissue == Tissue.VENTRICLE
+    core = ndi.binary_erosion(ventricle, iterations=_VENTRICLE_WALL_MM)
+    tissue[pressed & ventricle & ~core] = Tissue.WHITE
