@@ -46,6 +46,8 @@ class Tissue(IntEnum):
 
 PARENCHYMA = (Tissue.GREY, Tissue.WHITE, Tissue.DEEP_GREY, Tissue.BRAINSTEM, Tissue.CEREBELLUM)
 BONE = (Tissue.CORTICAL_BONE, Tissue.DIPLOE)
+INTRACRANIAL = (*PARENCHYMA, Tissue.CSF, Tissue.VENTRICLE, Tissue.DURA, Tissue.CALCIFICATION)
+"""Everything inside the inner table."""
 
 
 @dataclass(frozen=True)

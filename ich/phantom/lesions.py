@@ -18,12 +18,12 @@ each lesion's scale is iterated until its volume on the site grid meets the draw
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
 
-from ich.phantom.anatomy import PARENCHYMA, Tissue
+from ich.phantom.anatomy import INTRACRANIAL, PARENCHYMA, Tissue
 from ich.phantom.fields import HeadGrid, smooth_noise
 from ich.schema import HemorrhageClass
 
@@ -85,8 +85,10 @@ class Site:
         self.infratentorial = infratentorial
         self.centre = np.asarray(centre_mm, dtype=np.float32)
 
-    def mask(self, box: tuple[slice, ...], tissues: tuple[Tissue, ...]) -> np.ndarray:
-        return np.isin(self.tissue[box], np.asarray(tissues, dtype=np.uint8))
+    def mask(self, tissues: tuple[Tissue, ...], box: tuple[slice, ...] | None = None) -> np.ndarray:
+        """Where the tissue is one of ``tissues``, on ``box`` (the whole grid by default)."""
+        tissue = self.tissue if box is None else self.tissue[box]
+        return np.isin(tissue, np.asarray(tissues, dtype=np.uint8))
 
     def nearest(self, field: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Values of a site-grid field at the voxels nearest head-frame points (..., 3)."""
@@ -135,13 +137,6 @@ class Exact:
     upper_mm: np.ndarray
 
 
-INTRACRANIAL = (
-    *PARENCHYMA,
-    Tissue.CSF,
-    Tissue.VENTRICLE,
-    Tissue.DURA,
-    Tissue.CALCIFICATION,
-)
 _EXACT_BELOW_ML = 1.0
 """Lesions smaller than this are rendered from their analytic shape: through the 1 mm
 grid and a thick slice a few-voxel bleed would blur below half a voxel of blood."""
@@ -158,7 +153,6 @@ class Lesion:
     hu: float
     oedema: np.ndarray | None = None
     oedema_drop_hu: float = 0.0
-    centre_mm: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
     exact: Exact | None = None
     """The analytic shape, for lesions too small to survive sampling through the grid."""
 
@@ -263,13 +257,13 @@ def _punctate_stretch(spec: LesionSpec, site: Site, radius: float) -> float:
 
 def _iph(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
     grid = site.grid
-    parenchyma = site.mask(tuple(slice(None) for _ in range(3)), PARENCHYMA)
+    parenchyma = site.mask(PARENCHYMA)
     radius = (3 * spec.target_ml * 1000 / (4 * np.pi)) ** (1 / 3)
     depth = site.depth_mm
     if spec.variant == "cerebellar":
         where = parenchyma & site.infratentorial & (depth > min(radius, 25.0) * 0.6 + 3)
     elif spec.variant == "deep":
-        where = site.mask(tuple(slice(None) for _ in range(3)), (Tissue.DEEP_GREY,))
+        where = site.mask((Tissue.DEEP_GREY,))
         if not where.any():  # a segmented real head has no nuclei: take central parenchyma
             where = parenchyma & ~site.infratentorial & (depth > 30)
     else:
@@ -311,7 +305,7 @@ def _iph(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
 
     def shape(scale: float) -> tuple:
         box = grid.box(tuple(centre - reach(scale)), tuple(centre + reach(scale)))
-        allowed = site.mask(box, allowed_tissues)
+        allowed = site.mask(allowed_tissues, box)
         subsample = _subsample_for(radius * scale, grid)
         if radius * scale <= 4.0:
             return box, _fraction(grid, box, inside_at(scale), subsample) * allowed
@@ -322,7 +316,7 @@ def _iph(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
         return box, ((dist < limit * (1.0 + 0.12 * ragged)) & allowed).astype(np.float32)
 
     box, blood, scale = _fit(shape, spec.target_ml, grid)
-    lesion = Lesion(spec, box, blood, float(rng.uniform(52, 85)), centre_mm=centre)
+    lesion = Lesion(spec, box, blood, float(rng.uniform(52, 85)))
     if spec.target_ml < _EXACT_BELOW_ML:
         lesion.exact = Exact(
             inside_at(scale), allowed_tissues, centre - reach(scale), centre + reach(scale)
@@ -332,7 +326,7 @@ def _iph(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
         rim = rng.uniform(0.2, 0.6) * r0 + 1.0
         z, y, x = grid.axes(box)
         dist, limit = radius_at(z, y, x, r0)
-        oedema = ((dist < limit + rim) & site.mask(box, PARENCHYMA)).astype(np.float32)
+        oedema = ((dist < limit + rim) & site.mask(PARENCHYMA, box)).astype(np.float32)
         lesion.oedema = np.clip(oedema - blood, 0, 1)
         lesion.oedema_drop_hu = float(rng.uniform(5, 13))
     return lesion
@@ -418,7 +412,7 @@ def _extradural(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesio
 
     box, blood, scale = _fit(shape, spec.target_ml, grid, exponent=0.45)
     hu = float(rng.uniform(50, 78) if spec.acute else rng.uniform(32, 45))
-    lesion = Lesion(spec, box, blood, hu, centre_mm=anchor)
+    lesion = Lesion(spec, box, blood, hu)
     if spec.target_ml < _EXACT_BELOW_ML:
         lesion.exact = Exact(inside_at(scale), INTRACRANIAL, *bounds(scale))
     return lesion
@@ -475,7 +469,7 @@ def _layer_sdh(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion
 
     box, blood, scale = _fit(shape, spec.target_ml, grid, exponent=0.5)
     hu = float(rng.uniform(50, 76) if spec.acute else rng.uniform(34, 45))
-    lesion = Lesion(spec, box, blood, hu, centre_mm=c)
+    lesion = Lesion(spec, box, blood, hu)
     if spec.target_ml < _EXACT_BELOW_ML or not tentorium:
         # A falx layer is a few pixels across: sampled through the 1 mm grid it would blur.
         lesion.exact = Exact(inside_at(scale), INTRACRANIAL, *bounds(scale))
@@ -485,7 +479,7 @@ def _layer_sdh(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion
 def _sah(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
     """Blood in the subarachnoid CSF within one or more balls (regions) of the head."""
     grid = site.grid
-    csf = site.mask(tuple(slice(None) for _ in range(3)), (Tissue.CSF,))
+    csf = site.mask((Tissue.CSF,))
     z, y, x = grid.axes()
     variants = ["basal", "sylvian", "sylvian"] if spec.stratum == "large" else [spec.variant]
     anchors = []
@@ -530,7 +524,7 @@ def _sah(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
 
     def shape(scale: float) -> tuple:
         box = grid.box(*(tuple(b) for b in bounds(scale)))
-        allowed = site.mask(box, (Tissue.CSF,))
+        allowed = site.mask((Tissue.CSF,), box)
         subsample = _subsample_for(max(base * scale, 0.4), grid)
         return box, _fraction(grid, box, inside_at(scale), subsample) * allowed
 
@@ -539,7 +533,7 @@ def _sah(spec: LesionSpec, site: Site, rng: np.random.Generator) -> Lesion:
     exact = spec.target_ml < _EXACT_BELOW_ML
     factor = 0.5 if spec.stratum == "punctate" else _SAH_THINNING
     box, blood, scale = _fit(shape, spec.target_ml * factor, grid, exponent=0.4)
-    lesion = Lesion(spec, box, blood, float(rng.uniform(42, 65)), centre_mm=anchors[0])
+    lesion = Lesion(spec, box, blood, float(rng.uniform(42, 65)))
     if exact:
         lesion.exact = Exact(inside_at(scale), (Tissue.CSF,), *bounds(scale))
     return lesion

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from ich.phantom.anatomy import Anatomy, Tissue
+from ich.phantom.anatomy import INTRACRANIAL, Anatomy, Tissue
 from ich.phantom.fields import HeadGrid
 from ich.phantom.lesions import Kind, Lesion
 
@@ -24,11 +24,6 @@ _REACH_MM = 40.0
 """How far beyond the bleed's surface the broad shift fades (Gaussian sigma)."""
 _MIDLINE = np.array([[0.0, y, 16.0] for y in np.linspace(-30.0, 40.0, 15)])
 """Septum pellucidum to pineal region, head frame: where midline shift is read."""
-_INTRACRANIAL = np.array(
-    [Tissue.CSF, Tissue.VENTRICLE, Tissue.GREY, Tissue.WHITE, Tissue.DEEP_GREY,
-     Tissue.BRAINSTEM, Tissue.CEREBELLUM, Tissue.DURA, Tissue.CALCIFICATION],
-    dtype=np.uint8,
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -111,7 +106,7 @@ def apply_mass_effect(anatomy: Anatomy, lesions: list[Lesion]) -> float:
     # What came from the bleed's own space is brain around the blood, whatever was there (a
     # ventricle the bleed wrapped around must not be dragged out and enlarged).
     moved[push.from_the_bleed(origin)] = Tissue.WHITE
-    moved[~np.isin(moved, _INTRACRANIAL)] = Tissue.CSF
+    moved[~np.isin(moved, np.asarray(INTRACRANIAL, dtype=np.uint8))] = Tissue.CSF
     anatomy.tissue[k, i, j] = moved
     _efface(anatomy, push)
     return midline_shift_mm(push, np.zeros(3))

@@ -276,9 +276,10 @@ class RealBackgrounds:
         hu, affine, spacing = _resampled(background.volume, slice_mm, options.matrix)
         site.slice_mm = spacing
         lesions = [draw_lesion(spec, site, rng) for spec in lesion_specs(rng, options)]
+        noise_sd = _noise_sd(hu)
         push = displacement(lesions, site.grid)
         if push is not None:
-            hu = _warped(hu, affine, push, site, _noise_sd(hu), rng)
+            hu = _warped(hu, affine, push, site, noise_sd, rng)
         matrix = hu.shape[1]
         row = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
         col = affine[:3, 1] / np.linalg.norm(affine[:3, 1])
@@ -309,7 +310,6 @@ class RealBackgrounds:
         renderer = Renderer(site.grid, identity, planes, spacing)
         image = hu.copy()
         best, owner = composite(image, lesions, renderer, site, rng)
-        noise_sd = _noise_sd(hu)
         # Blood replaced the real image and its noise: put the noise back where blood is.
         grain = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(noise_sd)
         image += grain * np.minimum(best * 2, 1)
