@@ -19,7 +19,7 @@ from rich.table import Table
 from ich import __version__
 from ich.dicom import DicomInputError, SelectionPolicy, inspect, load
 from ich.errors import IchError
-from ich.schema import InspectionReport, VolumeSummary
+from ich.schema import ExamResult, InspectionReport, VolumeSummary
 
 app = typer.Typer(
     name="ich",
@@ -308,3 +308,147 @@ def _cases_table(records: list[dict]) -> Table:
 
 if __name__ == "__main__":
     app()
+
+
+_CONFIGS = Path(__file__).parent / "train" / "configs"
+
+
+def _config_path(value: str) -> Path:
+    """A config file, or the name of a bundled one (tiny, cpu, gpu)."""
+    path = Path(value)
+    if not path.exists() and (_CONFIGS / f"{value}.yaml").is_file():
+        return _CONFIGS / f"{value}.yaml"
+    return path
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[
+        str, typer.Option(help="YAML config file, or a bundled one: tiny, cpu, gpu.")
+    ],
+    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/NAME).")] = None,
+    data: Annotated[
+        list[Path] | None, typer.Option(help="`ich synth` folders, replacing the config's.")
+    ] = None,
+    validation: Annotated[
+        Path | None, typer.Option(help="Validation folder, replacing the config's.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Steps, replacing the config's.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
+    folds: Annotated[
+        int | None, typer.Option(min=2, max=20, help="Cross-validate: train K models.")
+    ] = None,
+) -> None:
+    """Train the detector (several processes: `torchrun --nproc-per-node N -m ich train ...`)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ich.train.config import load_config
+    from ich.train.folds import cross_validate
+    from ich.train.loop import Progress as Hooks
+    from ich.train.loop import train
+
+    try:
+        settings = load_config(_config_path(config))
+        updates: dict = {}
+        if data:
+            updates["data"] = tuple(data)
+        if validation is not None:
+            updates["validation"] = validation
+        if steps is not None:
+            updates["steps"] = steps
+        settings = settings.model_validate({**settings.model_dump(), **updates})
+        run_dir = out or Path("runs") / settings.name
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} {task.fields[loss]}"),
+            TimeRemainingColumn(),
+            console=err_console,
+        ) as bar:
+
+            def on_cache(total: int) -> Callable[[], None]:
+                task = bar.add_task("caching studies", total=total, loss="")
+                return lambda: bar.advance(task)
+
+            training = bar.add_task("training", total=settings.steps, loss="", visible=False)
+
+            def on_step(step: int, losses: dict[str, float]) -> None:
+                loss = f"loss {sum(losses.values()):.3f}"
+                bar.update(training, completed=step, loss=loss, visible=True)
+
+            hooks = Hooks(on_cache, on_step)
+            if folds:
+                written = cross_validate(settings, run_dir, folds, resume, hooks)
+            else:
+                written = train(settings, run_dir, resume, progress=hooks)
+    except IchError as exc:
+        raise _fail(exc) from exc
+    if os.environ.get("RANK", "0") == "0":  # one line from a data-parallel run, not one a process
+        console.print(f"wrote {written}")
+
+
+@app.command("analyze")
+def analyze_command(
+    path: Annotated[Path, typer.Argument(help="A study: folder, DICOM files, or a zip.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    overlays: Annotated[
+        Path | None, typer.Option(help="Write PNG overlays of the findings into this folder.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model file (default: the shipped CPU model).")
+    ] = None,
+    label_volume: Annotated[
+        bool, typer.Option(help="Include the label volume in the JSON result.")
+    ] = False,
+) -> None:
+    """Detect and measure hemorrhage in a head CT study, in this process."""
+    from ich.model.checkpoint import DEFAULT_MODEL
+    from ich.model.runtime import Analyzer
+
+    try:
+        volume = load(path)
+        analyzer = Analyzer(model or DEFAULT_MODEL)
+        result, label = analyzer(volume, label_volume=label_volume)
+        written = []
+        if overlays is not None:
+            from ich.overlays import write_overlays
+
+            written = write_overlays(volume.hu, label, result, overlays)
+    except IchError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        _print_result(result)
+    if overlays is not None:
+        err_console.print(f"{len(written)} overlay(s) in {overlays}")
+
+
+def _print_result(result: ExamResult) -> None:
+    flag = "[bold red]ICH FLAGGED[/]" if result.any_ich_flagged else "[green]no ICH flagged[/]"
+    console.print(
+        f"{flag}  any-ICH probability {result.any_ich_probability:.3f} "
+        f"(threshold {result.any_ich_threshold:.3f})"
+    )
+    table = Table(title="hemorrhages")
+    for column in ("#", "class", "score", "volume mL", "stratum", "planes", "ABC/2 mL"):
+        table.add_column(column)
+    for h in result.hemorrhages:
+        table.add_row(
+            str(h.id), h.hemorrhage_class.value, f"{h.score:.2f}", f"{h.volume_ml:.2f}",
+            h.stratum.value, f"{h.bbox_voxels[0] + 1}-{h.bbox_voxels[3]}",
+            "" if h.abc2_ml is None else f"{h.abc2_ml:.2f}",
+        )  # fmt: skip
+    classes = Table(title="per class")
+    for column in ("class", "probability", "flagged", "threshold", "count", "total mL"):
+        classes.add_column(column)
+    for f in result.classes:
+        classes.add_row(
+            f.hemorrhage_class.value, f"{f.probability:.3f}", "yes" if f.flagged else "no",
+            f"{f.threshold:.3f}", str(f.count), f"{f.total_volume_ml:.2f}",
+        )  # fmt: skip
+    console.print(classes)
+    if result.hemorrhages:
+        console.print(table)
+    for w in result.warnings:
+        console.print(f"[yellow]warning[/] {w.code}: {escape(w.message)}")

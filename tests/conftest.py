@@ -89,3 +89,15 @@ def write(tmp_path: Path) -> Callable[..., Path]:
         return folder
 
     return save
+
+
+@pytest.fixture(scope="session")
+def small_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four small synthetic studies with blood and its ground truth (128 matrix, 5 mm)."""
+    from ich.phantom.dataset import DatasetPlan, write_dataset
+    from ich.phantom.generate import CaseOptions, synthesize
+
+    out = tmp_path_factory.mktemp("small_synth")
+    options = CaseOptions(prevalence=1.0, matrix=128, slice_mm=5.0)
+    write_dataset(out, DatasetPlan(5, 4, synthesize, options, 0.0), {"seed": 5}, workers=2)
+    return out

@@ -19,6 +19,12 @@ import pytest
         "ich.evaluate.report",
         "ich.phantom.dataset",
         "ich.phantom.real_background",
+        "ich.preprocess",
+        "ich.preprocess.outputs",
+        "ich.pipeline",
+        "ich.overlays",
+        "ich.model.config",
+        "ich.evaluate.operating",
     ],
 )
 def test_torch_free_modules_do_not_import_torch(module: str) -> None:

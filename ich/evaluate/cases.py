@@ -45,15 +45,19 @@ def labelled_cases(data: Path) -> Iterator[LabelledCase]:
             "(or laid out like one: manifest.json and case_*/dicom, case_*/truth)."
         )
     for entry in json.loads(manifest_path.read_text())["cases"]:
-        case_dir = data / entry["case"]
-        if not (case_dir / "truth" / "label.nii.gz").is_file():
-            raise EvaluationDataError(f"{case_dir} has no truth/label.nii.gz")
-        volume = load(case_dir / "dicom")
-        label, instance, _, record = load_truth(case_dir)
-        yield LabelledCase(
-            entry["case"],
-            volume,
-            truth_on_volume(label, volume),
-            truth_on_volume(instance, volume),
-            record,
-        )
+        yield labelled_case(data / entry["case"])
+
+
+def labelled_case(case_dir: Path) -> LabelledCase:
+    """One case folder (``dicom/`` and ``truth/``), ingested, truth moved onto its grid."""
+    if not (case_dir / "truth" / "label.nii.gz").is_file():
+        raise EvaluationDataError(f"{case_dir} has no truth/label.nii.gz")
+    volume = load(case_dir / "dicom")
+    label, instance, _, record = load_truth(case_dir)
+    return LabelledCase(
+        f"{case_dir.parent.name}/{case_dir.name}",
+        volume,
+        truth_on_volume(label, volume),
+        truth_on_volume(instance, volume),
+        record,
+    )

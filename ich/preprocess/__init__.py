@@ -1,0 +1,11 @@
+"""From an ingested volume to the detector's input, and from its output back (numpy only).
+
+One implementation serves ``ich analyze``, training and the Triton preprocess and postprocess
+steps, so the three see the same pixels for the same study.
+"""
+
+from ich.preprocess.grid import ModelGrid
+from ich.preprocess.spec import InputSpec
+from ich.preprocess.stacks import model_input, stack_indices, windowed
+
+__all__ = ["InputSpec", "ModelGrid", "model_input", "stack_indices", "windowed"]

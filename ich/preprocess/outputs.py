@@ -1,0 +1,47 @@
+"""The detector's padded outputs, back on the volume as per-plane detections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ich.preprocess.grid import ModelGrid
+from ich.quantify.instances import Detection
+from ich.schema import HemorrhageClass
+
+
+@dataclass(frozen=True)
+class DetectorOutputs:
+    """What the detector returns for a series' model planes (numpy, zero-padded to K)."""
+
+    boxes: np.ndarray
+    """float (planes, K, 4): x1, y1, x2, y2 in model pixels."""
+    labels: np.ndarray
+    """int (planes, K): 1 IPH, 2 EDH/SDH, 3 SAH."""
+    scores: np.ndarray
+    """float (planes, K)."""
+    masks: np.ndarray
+    """float (planes, K, M, M): mask probability over each box."""
+    counts: np.ndarray
+    """int (planes,): real detections per plane."""
+
+    @classmethod
+    def concatenate(cls, parts: list[DetectorOutputs]) -> DetectorOutputs:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__annotations__))
+
+
+def detections_on_volume(grid: ModelGrid, outputs: DetectorOutputs) -> list[Detection]:
+    """Every detection as a mask on each volume plane of its slab (empty masks dropped)."""
+    if len(outputs.counts) != grid.planes:
+        raise ValueError(f"{len(outputs.counts)} planes of outputs for a {grid.planes}-plane grid")
+    found = []
+    for plane, count in enumerate(outputs.counts):
+        for k in range(int(count)):
+            mask = grid.volume_mask(outputs.masks[plane, k], outputs.boxes[plane, k])
+            if not mask.any():
+                continue
+            hemorrhage_class = HemorrhageClass.from_label(int(outputs.labels[plane, k]))
+            score = float(outputs.scores[plane, k])
+            found += [Detection(v, hemorrhage_class, score, mask) for v in grid.slab(plane)]
+    return found

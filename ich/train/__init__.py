@@ -1,0 +1,1 @@
+"""Training of the detector on synthetic studies: cache, sampling, augmentation, loop, folds."""

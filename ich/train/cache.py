@@ -1,0 +1,121 @@
+"""The preprocessed cache: each study ingested once, stored as model-grid planes on disk.
+
+Training reads planes through memory maps, so a data set far larger than memory streams from
+disk. Studies go through the same ingestion (``ich.dicom.load``) and model grid as the service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ich.dicom import load
+from ich.errors import IchError
+from ich.phantom.dataset import load_truth, truth_on_volume
+from ich.preprocess import InputSpec, ModelGrid
+
+CACHE_VERSION = 1
+
+
+class TrainingDataError(IchError):
+    code = "training_data_unusable"
+    title = "Training data unusable"
+
+
+@dataclass(frozen=True)
+class CachedCase:
+    """One study on the model grid: ``hu.npy`` int16 and ``label.npy`` uint8, (planes, S, S)."""
+
+    folder: Path
+    name: str
+    areas: np.ndarray
+    """int (planes, 3): pixels of each class per plane."""
+
+    def hu(self) -> np.ndarray:
+        return np.load(self.folder / "hu.npy", mmap_mode="r")
+
+    def label(self) -> np.ndarray:
+        return np.load(self.folder / "label.npy", mmap_mode="r")
+
+    @property
+    def positive(self) -> bool:
+        return bool(self.areas.any())
+
+
+def list_cases(data: Path) -> list[Path]:
+    """The case folders of an `ich synth` output, in manifest order."""
+    manifest = data / "manifest.json"
+    if not manifest.is_file():
+        raise TrainingDataError(f"{manifest} not found: training data are `ich synth` folders")
+    return [data / entry["case"] for entry in json.loads(manifest.read_text())["cases"]]
+
+
+def _key(case_dir: Path, spec: InputSpec) -> str:
+    text = json.dumps([CACHE_VERSION, str(case_dir.resolve()), spec.model_dump(mode="json")])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _build(case_dir: Path, spec: InputSpec, folder: Path) -> dict[str, Any]:
+    volume = load(case_dir / "dicom")
+    label, _, _, record = load_truth(case_dir)
+    grid = ModelGrid.fit(volume.hu, volume.spacing_mm, spec)
+    hu = np.clip(np.rint(grid.hu_planes(volume.hu)), -1024, 3071).astype(np.int16)
+    labels = grid.labels(truth_on_volume(label, volume))
+    areas = np.stack([(labels == c).sum(axis=(1, 2)) for c in (1, 2, 3)], axis=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "hu.npy", hu)
+    np.save(folder / "label.npy", labels)
+    meta = {
+        "case": str(case_dir),
+        "name": f"{case_dir.parent.name}/{case_dir.name}",
+        "areas": areas.tolist(),
+        "group": grid.group,
+        "classes": record.get("classes"),
+    }
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return meta
+
+
+def cache_cases(
+    case_dirs: list[Path], spec: InputSpec, root: Path, workers: int = 1, on_case: Any = None
+) -> list[CachedCase]:
+    """Every case on the model grid, built where missing (in ``workers`` processes)."""
+    folders = [root / _key(c, spec) for c in case_dirs]
+    missing = [
+        (c, f) for c, f in zip(case_dirs, folders, strict=True) if not (f / "meta.json").is_file()
+    ]
+    if missing:
+        with ProcessPoolExecutor(workers) if workers > 1 else _Inline() as pool:
+            futures = [pool.submit(_build, c, spec, f) for c, f in missing]
+            for future in futures:
+                future.result()
+                if on_case is not None:
+                    on_case()
+    cases = []
+    for folder in folders:
+        meta = json.loads((folder / "meta.json").read_text())
+        cases.append(CachedCase(folder, meta["name"], np.asarray(meta["areas"], dtype=np.int64)))
+    return cases
+
+
+class _Inline:
+    """A pool of one, in this process (keeps tracebacks and coverage simple)."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future

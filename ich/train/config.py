@@ -1,0 +1,66 @@
+"""Training configuration files (YAML): the model to build and how to train it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ich.errors import IchError
+from ich.model.config import ModelConfig
+
+
+class TrainConfigError(IchError):
+    code = "train_config_invalid"
+    title = "Training configuration invalid"
+
+
+class TrainConfig(BaseModel):
+    """One training run. Paths are relative to the folder ``ich train`` runs in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    model: ModelConfig = ModelConfig()
+    data: tuple[Path, ...] = Field(min_length=1, description="Folders written by `ich synth`.")
+    validation: Path | None = Field(None, description="Held-apart `ich synth` folder.")
+    cache: Path = Field(Path(".cache/ich-train"), description="Preprocessed planes live here.")
+    steps: int = Field(ge=1)
+    batch: int = Field(8, ge=1, description="Planes per step and process.")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup: int = Field(200, ge=0, description="Steps of linear learning-rate warm-up.")
+    negative_fraction: float = Field(0.4, ge=0, lt=1, description="Planes drawn without blood.")
+    augment: bool = True
+    validate_every: int = Field(500, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
+    log_every: int = Field(20, ge=1)
+    min_specificity: float = Field(
+        0.975, gt=0, le=1, description="Operating point: most sensitive threshold keeping this."
+    )
+    workers: int = Field(1, ge=0, description="Data-loading processes per training process.")
+    cache_workers: int = Field(2, ge=1)
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
+    seed: int = 0
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Parse and check a YAML training config.
+
+    Raises:
+        TrainConfigError: unreadable file, bad YAML, or values out of range.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise TrainConfigError(f"cannot read {path}: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise TrainConfigError(f"{path} is not valid YAML: {error}") from error
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise TrainConfigError(f"{path}: {problems}") from error

@@ -1,0 +1,99 @@
+"""The hybrid 3D/2D Mask R-CNN: shapes, the 3D fold, scripting, determinism, model files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ich.model.backbone import HybridBackbone
+from ich.model.checkpoint import ModelFileError, load_model, save_model
+from ich.model.config import DetectorConfig, ModelConfig, Stage
+from ich.model.detector import Detector
+from ich.model.mask_rcnn import build_mask_rcnn
+from ich.model.runtime import compile_detector
+from ich.preprocess import InputSpec
+
+TINY = ModelConfig(
+    input=InputSpec(size=64, pixel_mm=4.0),
+    detector=DetectorConfig(
+        stem=4,
+        stages=(Stage(channels=8), Stage(channels=8), Stage(channels=16), Stage(channels=16)),
+        fpn_channels=8,
+        representation=16,
+        mask_layers=(8,),
+        detections_per_plane=5,
+    ),
+)
+
+
+def _trained_looking(config: ModelConfig) -> torch.nn.Module:
+    """A network with non-trivial weights and batch-norm statistics (as after training)."""
+    torch.manual_seed(0)
+    network = build_mask_rcnn(config)
+    with torch.no_grad():
+        for name, p in network.named_parameters():
+            if name.endswith("expand.1.weight"):
+                p.fill_(1.0)  # residual branches start at zero: switch them on
+    network.train()
+    for _ in range(2):
+        network.backbone(torch.rand(4, config.input.channels, 64, 64))
+    return network.eval()
+
+
+def test_the_3d_stages_fold_five_planes_into_2d_maps_at_four_strides() -> None:
+    backbone = _trained_looking(TINY).backbone.body
+    assert isinstance(backbone, HybridBackbone)
+    x = torch.rand(2, 15, 64, 64)
+    features = backbone(x)
+    assert [tuple(f.shape) for f in features.values()] == [
+        (2, 8, 16, 16), (2, 8, 8, 8), (2, 16, 4, 4), (2, 16, 2, 2)
+    ]  # fmt: skip
+    # Every one of the five planes (of every window) reaches the deepest features.
+    for plane in range(5):
+        changed = x.clone()
+        changed[:, [plane, 5 + plane, 10 + plane]] += 0.5
+        assert not torch.allclose(backbone(changed)["3"], features["3"])
+
+
+def test_config_checks_that_the_3d_stages_match_the_context() -> None:
+    with pytest.raises(ValueError, match="turn 5 planes into one"):
+        ModelConfig(input=InputSpec(context=3))
+    with pytest.raises(ValueError, match=r"C2\.\.C5"):
+        DetectorConfig(stages=(Stage(channels=8),))
+
+
+def test_the_detector_scripts_and_gives_the_same_answer_every_time() -> None:
+    detector = Detector(_trained_looking(TINY), 64, 15)
+    x = torch.rand(3, 15, 64, 64)
+    with torch.inference_mode():
+        eager = detector(x)
+        again = detector(x)
+        compiled = compile_detector(detector)(x)
+    names = ("boxes", "labels", "scores", "masks", "counts")
+    for name, a, b, c in zip(names, eager, again, compiled, strict=True):
+        assert torch.equal(a, b), name
+        assert a.shape == c.shape, name
+    assert eager[0].shape == (3, 5, 4) and eager[3].shape == (3, 5, 28, 28)
+    assert eager[4].tolist() == compiled[4].tolist()
+    torch.testing.assert_close(eager[2], compiled[2], atol=1e-4, rtol=1e-3)
+    with pytest.raises(Exception, match="model grid"):
+        compile_detector(detector)(torch.rand(1, 15, 32, 32))
+
+
+def test_model_files_round_trip_and_bad_files_are_named(tmp_path: Path) -> None:
+    network = _trained_looking(TINY)
+    save_model(tmp_path / "m.pt", network, TINY, provenance={"note": "test"})
+    loaded, config, point, provenance = load_model(tmp_path / "m.pt")
+    assert config == TINY and provenance == {"note": "test"}
+    assert point.source.startswith("untuned")
+    for (name, a), b in zip(
+        network.state_dict().items(), loaded.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="not a readable model file"):
+        load_model(tmp_path / "junk.pt")

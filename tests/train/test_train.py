@@ -1,0 +1,166 @@
+"""Training end to end on tiny settings: cache, balanced sampling, targets, the loop with its
+checkpoints and resume, cross-validation, data-parallel processes, and `ich analyze`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ich.cli import app
+from ich.evaluate.operating import threshold_at_specificity
+from ich.model.runtime import Analyzer
+from ich.schema import ExamResult
+from ich.train.cache import TrainingDataError, cache_cases, list_cases
+from ich.train.config import TrainConfig, TrainConfigError, load_config
+from ich.train.dataset import PlaneStacks, targets
+from ich.train.folds import cross_validate, fold_of
+from ich.train.loop import train
+from ich.train.sampling import BalancedSampler
+
+TINY = Path(__file__).parents[2] / "ich" / "train" / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny(small_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainConfig:
+    cache = tmp_path_factory.mktemp("cache")
+    config = load_config(TINY)
+    return config.model_copy(
+        update={"data": (small_synth,), "validation": small_synth, "cache": cache}
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tiny: TrainConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train(tiny, tmp_path_factory.mktemp("run"))
+
+
+def test_cache_holds_every_case_on_the_model_grid(tiny: TrainConfig) -> None:
+    cases = cache_cases(list_cases(tiny.data[0]), tiny.model.input, tiny.cache)
+    assert len(cases) == 4
+    assert all(c.hu().shape[1:] == (64, 64) and c.hu().dtype == np.int16 for c in cases)
+    assert sum(c.positive for c in cases) >= 2
+    with pytest.raises(TrainingDataError, match="ich synth"):
+        list_cases(tiny.cache)
+
+
+def test_sampler_balances_blood_and_no_blood(tiny: TrainConfig) -> None:
+    cases = cache_cases(list_cases(tiny.data[0]), tiny.model.input, tiny.cache)
+    sampler = BalancedSampler(cases, 0.3, seed=1)
+    drawn = [sampler.draw() for _ in range(600)]
+    blood = np.mean([cases[c].areas[p].sum() > 0 for c, p in drawn])
+    assert blood == pytest.approx(0.7, abs=0.06)
+    again = BalancedSampler(cases, 0.3, seed=1)
+    assert [again.draw() for _ in range(50)] == drawn[:50]
+    stacks = PlaneStacks(cases, tiny.model.input, augmented=True, seed=0)
+    image, _ = stacks[drawn[0]]
+    assert image.shape == (15, 64, 64) and 0 <= float(image.min()) <= float(image.max()) <= 1
+
+
+def test_targets_are_one_object_per_region_of_each_class() -> None:
+    label = np.zeros((32, 32), dtype=np.uint8)
+    label[2:5, 3:9] = 1
+    label[20:22, 20:21] = 1
+    label[10:12, 10:30] = 3
+    found = targets(label)
+    assert found["labels"].tolist() == [1, 1, 3]
+    assert found["boxes"].tolist()[0] == [3, 2, 9, 5]
+    assert found["masks"].shape == (3, 32, 32) and int(found["masks"][2].sum()) == 40
+    assert targets(np.zeros((8, 8), np.uint8))["boxes"].shape == (0, 4)
+
+
+def test_training_logs_checkpoints_and_resumes(
+    tiny: TrainConfig, trained: Path, tmp_path: Path
+) -> None:
+    run = trained.parent
+    events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and "train" in kinds and "validation" in kinds
+    assert kinds[-1] == "end" and events[-1]["step"] == 4
+    assert {"last.pt", "best.pt", "model.pt"} <= {p.name for p in run.iterdir()}
+    # A resumed run starts where the checkpoint left off.
+    shutil.copytree(run, tmp_path / "run")
+    longer = tiny.model_copy(update={"steps": 6})
+    train(longer, tmp_path / "run", resume=True)
+    events = [
+        json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    ]
+    starts = [e for e in events if e["event"] == "start"]
+    assert starts[-1]["resumed"] and starts[-1]["step"] == 4
+    assert events[-1] == {"event": "end", "step": 6, "replicas_in_sync": True}
+
+
+def test_the_trained_model_analyses_a_study_end_to_end(trained: Path, small_synth: Path) -> None:
+    from ich.dicom import load
+
+    analyzer = Analyzer(trained)
+    assert analyzer.operating_point.source.startswith("most sensitive")
+    volume = load(small_synth / "case_00000" / "dicom")
+    result, label = analyzer(volume, label_volume=True)
+    assert label.shape == volume.shape
+    assert ExamResult.model_validate_json(result.model_dump_json()) == result
+    runner = CliRunner()
+    out = runner.invoke(app, ["analyze", str(small_synth / "case_00000" / "dicom"), "--json",
+                              "--model", str(trained)])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert ExamResult.model_validate_json(out.stdout).study_uid == volume.study_uid
+
+
+def test_cross_validation_predicts_every_case_once(tiny: TrainConfig, tmp_path: Path) -> None:
+    assignment = fold_of(list(range(10)), 3, seed=0)  # type: ignore[arg-type]
+    assert sorted(np.bincount(assignment).tolist()) == [3, 3, 4]
+    quick = tiny.model_copy(update={"steps": 2, "validation": None})
+    path = cross_validate(quick, tmp_path, folds=2)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted(Path(line["case"]).name for line in lines) == [f"case_0000{i}" for i in range(4)]
+    assert {line["fold"] for line in lines} == {0, 1}
+    assert all(line["result"]["label_volume"] for line in lines)
+
+
+def test_two_processes_train_data_parallel_with_gloo(small_synth: Path, tmp_path: Path) -> None:
+    config = load_config(TINY).model_dump(mode="json")
+    config.update(data=[str(small_synth)], cache=str(tmp_path / "cache"), validate_every=100)
+    (tmp_path / "ddp.yaml").write_text(json.dumps(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+    ]
+    command = [*torchrun, "-m", "ich", "train", "--config", str(tmp_path / "ddp.yaml"),
+               "--out", str(tmp_path / "run")]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = [
+        json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    ]
+    assert events[0]["world_size"] == 2
+    assert events[-1] == {"event": "end", "step": 4, "replicas_in_sync": True}
+    assert (tmp_path / "run" / "model.pt").is_file()
+
+
+def test_config_errors_name_the_problem(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("name: x\ndata: []\nsteps: 0\n")
+    with pytest.raises(TrainConfigError, match="steps"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(TrainConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_operating_threshold_keeps_the_specificity() -> None:
+    negatives = np.array([0.1, 0.2, 0.3, 0.9])
+    positives = np.array([0.5, 0.95])
+    # 75% specificity allows one of four negatives above: just above 0.3.
+    assert threshold_at_specificity(positives, negatives, 0.75) == pytest.approx(0.3001)
+    assert threshold_at_specificity(positives, negatives, 1.0) == pytest.approx(0.9001)
+    assert threshold_at_specificity(positives, np.array([]), 0.975) == 0.5
