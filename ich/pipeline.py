@@ -24,8 +24,8 @@ class Prepared:
     """A volume ready for the detector."""
 
     grid: ModelGrid
-    stacks: np.ndarray
-    """float32 (planes, channels, size, size)."""
+    series: np.ndarray
+    """float32 (windows, planes + context - 1, size, size), see :func:`model_input`."""
 
 
 def prepare(volume: Volume, spec: InputSpec) -> Prepared:

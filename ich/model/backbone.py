@@ -25,6 +25,12 @@ def _stage(in_channels: int, out_channels: int, blocks: int, dims: int) -> nn.Se
     return nn.Sequential(*layers)
 
 
+def _planes_as_batch(x: Tensor) -> Tensor:
+    """(N, C, D, h, w) -> (N x D, C, h, w)."""
+    n, c, d, h, w = x.shape
+    return x.permute(0, 2, 1, 3, 4).reshape(n * d, c, h, w)
+
+
 class DepthStage(nn.Module):
     """A 3D stage and its lateral: (3D features for the next stage, 2D features for the FPN)."""
 
@@ -39,11 +45,20 @@ class DepthStage(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self.body(x)
-        return x, self.fold(x).squeeze(2)
+        return x, self.fold(x)
 
 
 class HybridBackbone(nn.Module):
-    """(N, windows x planes, H, W) stacks -> C2..C5 as 2D maps at strides 4, 8, 16, 32."""
+    """C2..C5 as 2D maps at strides 4, 8, 16, 32, from either of two inputs:
+
+    - stacks (N, windows x planes, H, W), one per predicted plane (training);
+    - a series (1, windows, D, H, W) with its edge planes repeated ``planes // 2`` times on
+      each side (inference): every 3D layer runs once over the series rather than once per
+      stack, which yields the same features for its D - planes + 1 planes, since no layer
+      pads in z.
+
+    Features come plane-major: (N x planes out, C, h, w).
+    """
 
     def __init__(self, windows: int, planes: int, config: DetectorConfig) -> None:
         super().__init__()
@@ -71,15 +86,17 @@ class HybridBackbone(nn.Module):
         self.out_channels = [s.channels for s in config.stages]
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        n, _, height, width = x.shape
-        x = self.stem(x.reshape(n, self.windows, self.planes, height, width))
+        if x.dim() == 4:
+            n, _, height, width = x.shape
+            x = x.reshape(n, self.windows, self.planes, height, width)
+        x = self.stem(x)
         features: dict[str, Tensor] = {}
         level = 0
         for stage in self.depth_stages:
             x, lateral = stage(x)
-            features[str(level)] = lateral
+            features[str(level)] = _planes_as_batch(lateral)
             level += 1
-        x = x.squeeze(2)
+        x = _planes_as_batch(x)
         for stage in self.flat_stages:
             x = stage(x)
             features[str(level)] = x

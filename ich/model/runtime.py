@@ -31,14 +31,14 @@ class Analyzer:
     def __init__(
         self,
         model: Path = DEFAULT_MODEL,
-        batch: int = 8,
+        batch: int = 32,
         operating_point: OperatingPoint | None = None,
         compiled: bool = True,
     ) -> None:
         network, self.config, stored, self.provenance = load_model(model)
         self.operating_point = operating_point or stored
         self.batch = batch
-        detector = Detector(network, self.config.input.size, self.config.input.channels)
+        detector = Detector.for_config(network, self.config)
         self.detector = compile_detector(detector) if compiled else detector.eval()
 
     @classmethod
@@ -47,23 +47,25 @@ class Analyzer:
     ) -> Analyzer:
         """Wrap a network in training (no file, not compiled): for validation."""
         self = cls.__new__(cls)
-        self.config, self.provenance, self.batch = config, {}, 8
+        self.config, self.provenance, self.batch = config, {}, 32
         self.operating_point, self.detector = operating_point, detector
         return self
 
-    def detect(self, stacks: np.ndarray) -> DetectorOutputs:
-        """The detector over all stacks, ``batch`` planes at a time."""
+    def detect(self, series: np.ndarray) -> DetectorOutputs:
+        """The detector over a prepared series, ``batch`` planes (plus their context) at a time."""
         parts = []
         device = next(iter(self.detector.parameters()), torch.empty(0)).device
+        extra = self.config.input.context - 1
         with torch.inference_mode():
-            for start in range(0, len(stacks), self.batch):
-                chunk = torch.from_numpy(stacks[start : start + self.batch]).to(device)
-                parts.append(DetectorOutputs(*(t.cpu().numpy() for t in self.detector(chunk))))
+            for start in range(0, series.shape[1] - extra, self.batch):
+                chunk = series[:, start : start + self.batch + extra]
+                found = self.detector(torch.from_numpy(chunk).to(device))
+                parts.append(DetectorOutputs(*(t.cpu().numpy() for t in found)))
         return DetectorOutputs.concatenate(parts)
 
     def __call__(
         self, volume: Volume, masks: bool = True, label_volume: bool = False
     ) -> tuple[ExamResult, np.ndarray]:
         prepared = prepare(volume, self.config.input)
-        outputs = self.detect(prepared.stacks)
+        outputs = self.detect(prepared.series)
         return finish(volume, prepared.grid, outputs, self.operating_point, masks, label_volume)

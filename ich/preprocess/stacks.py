@@ -23,16 +23,13 @@ def stack_indices(planes: int, context: int, centres: np.ndarray | None = None) 
     return np.clip(centres[:, None] + offsets[None, :], 0, planes - 1)
 
 
-def model_input(
-    hu_planes: np.ndarray, spec: InputSpec, centres: np.ndarray | None = None
-) -> np.ndarray:
-    """float32 (stacks, windows x context, size, size) from model-grid HU (planes, size, size).
+def model_input(hu_planes: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """The detector's input: float32 (windows, planes + context - 1, size, size).
 
-    Channels are window-major: channel ``w * context + s`` is window ``w`` of stack plane
-    ``s``, the layout the backbone unfolds into (windows, context) for its 3D stages.
+    The windowed series with its first and last planes repeated ``context // 2`` times, so
+    the stack of every plane, edges included, is a window of it. (A training stack of plane
+    ``p`` is ``model_input(...)[:, p : p + context]`` flattened window-major.)
     """
-    win = windowed(hu_planes, spec.windows)
-    index = stack_indices(hu_planes.shape[0], spec.context, centres)
-    stacks = win[:, index]  # (windows, stacks, context, rows, cols)
-    stacks = stacks.transpose(1, 0, 2, 3, 4)
-    return np.ascontiguousarray(stacks.reshape(len(index), spec.channels, *hu_planes.shape[1:]))
+    half = spec.context // 2
+    index = np.clip(np.arange(-half, len(hu_planes) + half), 0, len(hu_planes) - 1)
+    return windowed(hu_planes[index], spec.windows)

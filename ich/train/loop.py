@@ -173,7 +173,7 @@ def train(
             running, started = {}, time.perf_counter()
         if validation and (step % config.validate_every == 0 or step == config.steps):
             outcomes = validation_outcomes(
-                Detector(network, spec.size, spec.channels), config.model, validation
+                Detector.for_config(network, config.model), config.model, validation
             )
             metrics = validation_metrics(outcomes)
             write({"event": "validation", "step": step, **metrics})
@@ -224,7 +224,7 @@ def _final_model(
             provenance["selected_step"] = best["provenance"]["step"]
         spec = config.model.input
         outcomes = validation_outcomes(
-            Detector(network, spec.size, spec.channels), config.model, validation
+            Detector.for_config(network, config.model), config.model, validation
         )
         provenance["validation_metrics"] = validation_metrics(outcomes)
         operating_point = choose_operating_point(

@@ -57,6 +57,18 @@ def test_the_3d_stages_fold_five_planes_into_2d_maps_at_four_strides() -> None:
         assert not torch.allclose(backbone(changed)["3"], features["3"])
 
 
+def test_a_series_in_one_pass_gives_the_features_of_its_stacks() -> None:
+    """Inference runs the 3D stages once over a series; training runs them per stack."""
+    backbone = _trained_looking(TINY).backbone
+    series = torch.rand(3, 6 + 4, 64, 64)
+    stacks = torch.stack([series[:, p : p + 5].reshape(15, 64, 64) for p in range(6)])
+    with torch.inference_mode():
+        once = backbone(series[None])
+        each = backbone(stacks)
+    for level in each:
+        torch.testing.assert_close(once[level], each[level], atol=1e-5, rtol=1e-4)
+
+
 def test_config_checks_that_the_3d_stages_match_the_context() -> None:
     with pytest.raises(ValueError, match="turn 5 planes into one"):
         ModelConfig(input=InputSpec(context=3))
@@ -65,8 +77,8 @@ def test_config_checks_that_the_3d_stages_match_the_context() -> None:
 
 
 def test_the_detector_scripts_and_gives_the_same_answer_every_time() -> None:
-    detector = Detector(_trained_looking(TINY), 64, 15)
-    x = torch.rand(3, 15, 64, 64)
+    detector = Detector.for_config(_trained_looking(TINY), TINY)
+    x = torch.rand(3, 3 + 4, 64, 64)
     with torch.inference_mode():
         eager = detector(x)
         again = detector(x)
@@ -79,7 +91,7 @@ def test_the_detector_scripts_and_gives_the_same_answer_every_time() -> None:
     assert eager[4].tolist() == compiled[4].tolist()
     torch.testing.assert_close(eager[2], compiled[2], atol=1e-4, rtol=1e-3)
     with pytest.raises(Exception, match="model grid"):
-        compile_detector(detector)(torch.rand(1, 15, 32, 32))
+        compile_detector(detector)(torch.rand(3, 5, 32, 32))
 
 
 def test_model_files_round_trip_and_bad_files_are_named(tmp_path: Path) -> None:

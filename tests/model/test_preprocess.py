@@ -93,10 +93,10 @@ def test_windows_are_channels_window_major_and_stacks_repeat_the_edges() -> None
     hu = np.stack([np.full((64, 64), v, dtype=np.float32) for v in (0.0, 40.0, 80.0)])
     win = windowed(hu, ((40.0, 80.0),))
     np.testing.assert_allclose(win[0, :, 0, 0], [0.0, 0.5, 1.0])
-    stacks = model_input(hu, SPEC)
-    assert stacks.shape == (3, 15, 64, 64)
-    # Channel w * 5 + s is window w of stack plane s: plane 1's stack is planes 0,0,1,2,2.
-    np.testing.assert_allclose(stacks[1, :5, 0, 0], [0.0, 0.0, 0.5, 1.0, 1.0])
+    series = model_input(hu, SPEC)
+    assert series.shape == (3, 3 + 4, 64, 64)
+    # The edge planes are repeated twice: plane 1's stack, series[:, 1:6], is planes 0,0,1,2,2.
+    np.testing.assert_allclose(series[0, 1:6, 0, 0], [0.0, 0.0, 0.5, 1.0, 1.0])
 
 
 def test_spec_rejects_an_even_context() -> None:
