@@ -222,7 +222,6 @@ def _final_model(
             best = torch.load(out / BEST, map_location="cpu", weights_only=True)
             network.load_state_dict(best["state_dict"])
             provenance["selected_step"] = best["provenance"]["step"]
-        spec = config.model.input
         outcomes = validation_outcomes(
             Detector.for_config(network, config.model), config.model, validation
         )
