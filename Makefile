@@ -10,7 +10,7 @@ REAL_CQ500 := ../shared/data/real/cq500/dicom
 # pip's notes about optional local indexes are noise on machines that lack them.
 QUIET_PIP := grep -v -e "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench clean train-data train ship-model evaluate
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,30 @@ test: venv
 bench: venv
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/synth.py
+	$(BIN)/python bench/analyze.py
+
+# The shipped model, reproduced (see docs/model-card.md): data, training, evaluation.
+DATA := .data
+SYNTH = @test -f $(DATA)/$(1)/manifest.json || $(BIN)/ich synth --out $(DATA)/$(1) --workers 2 $(2)
+
+train-data: venv
+	$(call SYNTH,train_phantom5,--studies 300 --seed 1000 --prevalence 0.6 --slice-mm 5)
+	$(call SYNTH,val,--studies 40 --seed 8000 --prevalence 0.5 --slice-mm 5)
+	$(call SYNTH,train_real,--studies 40 --seed 3000 --prevalence 0.6 --background real)
+	$(call SYNTH,train_drawn,--studies 40 --seed 2000 --prevalence 0.6)
+	$(call SYNTH,test_phantom,--studies 100 --seed 9000 --prevalence 0.5)
+	$(call SYNTH,test_real,--studies 30 --seed 9500 --prevalence 0.5 --background real)
+
+train: train-data
+	$(BIN)/ich train --config cpu --out runs/cpu-default --resume
+
+ship-model:
+	cp runs/cpu-default/model.pt ich/model/weights/ich-cpu-default.pt
+
+evaluate: venv
+	$(BIN)/ich evaluate --data $(DATA)/test_phantom --out docs/evaluation/test_phantom
+	$(BIN)/ich evaluate --data $(DATA)/test_real --out docs/evaluation/test_real
+	$(BIN)/ich evaluate --real ../shared/data/real --out docs/evaluation/real_slices
 
 clean:
 	rm -rf .demo .pytest_cache .ruff_cache

@@ -37,7 +37,9 @@ def write_overlays(
     planes = (
         range(len(hu))
         if all_planes
-        else sorted({s.index for h in result.hemorrhages for s in h.slices})
+        else sorted(
+            {k for h in result.hemorrhages for k in range(h.bbox_voxels[0], h.bbox_voxels[3])}
+        )
     )
     written = []
     for k in planes:
@@ -52,7 +54,7 @@ def write_overlays(
         axes.imshow(rgb, interpolation="nearest")
         axes.set_axis_off()
         for h in result.hemorrhages:
-            if not any(s.index == k for s in h.slices):
+            if not h.bbox_voxels[0] <= k < h.bbox_voxels[3]:
                 continue
             box = _plane_box(label[k], h)
             if box is None:

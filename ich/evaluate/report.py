@@ -243,7 +243,8 @@ def _plots(outcomes: list[ExamOutcome], out: Path) -> None:
             ax.plot(fpr, tpr, label=ANY if which is None else which.value)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC per class")
-    ax.legend(loc="lower right")
+    if ax.get_legend_handles_labels()[0]:  # no curve when no row has exams of both kinds
+        ax.legend(loc="lower right")
     fig.savefig(out / "roc.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     fig, axes = plt.subplots(2, 3, figsize=(12, 7))

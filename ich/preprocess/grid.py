@@ -113,8 +113,9 @@ class ModelGrid:
         """bool (rows, cols) on a volume plane: where a detection's mask probability >= 0.5.
 
         ``mask`` is the head's (M, M) probability over ``box`` (x1, y1, x2, y2 in model
-        pixels, edges at integers). Each volume pixel in the box is sampled from it directly,
-        so masks are as fine as the volume's own pixels, not the model's.
+        pixels, pixel centres at integers): cell ``j`` sits at ``x1 + (j + 0.5) * (x2 - x1) / M``,
+        where RoIAlign took its training target from. Each volume pixel in the box is sampled
+        from it directly, so masks are as fine as the volume's own pixels, not the model's.
         """
         rows, cols = self.volume_shape[1:]
         half = (self.spec.size - 1) / 2
@@ -125,10 +126,10 @@ class ModelGrid:
         if r0 >= r1 or c0 >= c1 or x2 <= x1 or y2 <= y1:
             return out
         m = mask.shape[0]
-        # Volume pixel -> model pixel centre (edges at integers) -> mask cell, one cell of
-        # zero padding around the mask as torchvision pastes it.
-        y = (np.arange(r0, r1, dtype=np.float32) - self.centre[0]) / self.scale[0] + half + 0.5
-        x = (np.arange(c0, c1, dtype=np.float32) - self.centre[1]) / self.scale[1] + half + 0.5
+        # Volume pixel -> model pixel coordinate -> mask cell, one cell of zero padding around
+        # the mask as torchvision pastes it.
+        y = (np.arange(r0, r1, dtype=np.float32) - self.centre[0]) / self.scale[0] + half
+        x = (np.arange(c0, c1, dtype=np.float32) - self.centre[1]) / self.scale[1] + half
         v = (y - y1) / (y2 - y1) * m - 0.5 + 1
         u = (x - x1) / (x2 - x1) * m - 0.5 + 1
         vv, uu = np.meshgrid(v, u, indexing="ij")
@@ -139,9 +140,9 @@ class ModelGrid:
 
     def _span(self, low: float, high: float, axis: int, limit: int) -> tuple[int, int]:
         half = (self.spec.size - 1) / 2
-        # Edges ``low`` and ``high`` in model pixels (edges at integers), one pixel of margin.
-        start = self.centre[axis] + (low - 1.5 - half) * self.scale[axis]
-        stop = self.centre[axis] + (high + 0.5 - half) * self.scale[axis]
+        # From ``low`` to ``high`` in model pixel coordinates, with a pixel of margin.
+        start = self.centre[axis] + (low - 1 - half) * self.scale[axis]
+        stop = self.centre[axis] + (high + 1 - half) * self.scale[axis]
         return max(0, math.floor(start)), min(limit, math.ceil(stop) + 1)
 
     def _check(self, volume: np.ndarray) -> None:

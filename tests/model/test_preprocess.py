@@ -55,13 +55,14 @@ def test_labels_take_the_majority_and_masks_come_back_at_volume_resolution() -> 
     assert set(np.unique(on_grid)) == {0, 2}
     # 30 px of 0.5 mm -> 7.5 px of 2 mm.
     assert (on_grid[1] == 2).sum() == pytest.approx(np.pi * 7.5**2, rel=0.15)
-    # The same disc as a detection: a 28 x 28 mask over its model-grid box.
+    # The same disc as a detection: a 28 x 28 mask over its model-grid box, cell j at
+    # x1 + (j + 0.5) * width / 28 with pixel centres at integers (where RoIAlign samples).
     rows, cols = np.nonzero(on_grid[1] == 2)
     box = np.array([cols.min() - 1, rows.min() - 1, cols.max() + 2, rows.max() + 2], float)
     y = (np.arange(28) + 0.5) / 28 * (box[3] - box[1]) + box[1]
     x = (np.arange(28) + 0.5) / 28 * (box[2] - box[0]) + box[0]
-    centre_r = (130 - grid.centre[0]) / grid.scale[0] + 31.5 + 0.5
-    centre_c = (100 - grid.centre[1]) / grid.scale[1] + 31.5 + 0.5
+    centre_r = (130 - grid.centre[0]) / grid.scale[0] + 31.5
+    centre_c = (100 - grid.centre[1]) / grid.scale[1] + 31.5
     mask = ((y[:, None] - centre_r) ** 2 + (x[None, :] - centre_c) ** 2 < 7.5**2).astype(float)
     back = grid.volume_mask(mask, box)
     assert back.shape == (240, 240)
@@ -82,7 +83,8 @@ def test_detector_outputs_become_detections_on_every_plane_of_their_slab() -> No
     )
     found = detections_on_volume(grid, outputs)
     assert [d.plane for d in found] == [2, 3]
-    assert found[0].mask.sum() == 100 and found[0].hemorrhage_class.label == 3
+    # Box coordinates are pixel centres: [10, 20] reaches 11 pixels each way.
+    assert found[0].mask.sum() == 121 and found[0].hemorrhage_class.label == 3
     with pytest.raises(ValueError, match="planes of outputs"):
         detections_on_volume(ModelGrid.fit(hu[:4], (2.5, 2.0, 2.0), SPEC), outputs)
 

@@ -164,3 +164,34 @@ def test_operating_threshold_keeps_the_specificity() -> None:
     assert threshold_at_specificity(positives, negatives, 0.75) == pytest.approx(0.3001)
     assert threshold_at_specificity(positives, negatives, 1.0) == pytest.approx(0.9001)
     assert threshold_at_specificity(positives, np.array([]), 0.975) == 0.5
+
+
+def test_evaluate_writes_the_report_of_a_model(
+    trained: Path, small_synth: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    out = runner.invoke(app, ["evaluate", "--data", str(small_synth), "--out", str(tmp_path),
+                              "--model", str(trained), "--resamples", "20"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["exams"] == 4
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "roc.png").is_file()
+    assert runner.invoke(app, ["evaluate", "--out", str(tmp_path)]).exit_code == 2
+
+
+@pytest.mark.realdata
+def test_real_slices_are_read_and_scored(trained: Path, real: Path) -> None:
+    from ich.evaluate.slices import bhsd_slices, ctich_slices, evaluate_slices, rsna_png_slices
+
+    ctich, bhsd, rsna = ctich_slices(real), bhsd_slices(real), rsna_png_slices(real)
+    assert len(ctich) == 15 and all(s.mask is not None and s.mask.any() for s in ctich)
+    assert len(bhsd) == 36 and bhsd[0].hu.shape == (512, 512)
+    assert len(rsna) == 200 and sum(s.positive for s in rsna) == 100
+    # Parenchyma lands near 33 HU, CT-ICH's air near -1000 HU.
+    assert abs(float(np.median(rsna[0].hu[(rsna[0].hu > 10) & (rsna[0].hu < 60)])) - 33) < 8
+    assert float(ctich[0].hu.min()) < -900
+    analyzer = Analyzer(trained)
+    results = evaluate_slices(analyzer.detect, analyzer.config.input, analyzer.operating_point,
+                              real)  # fmt: skip
+    assert results["rsna_png"]["slices"] == 200 and 0 <= results["rsna_png"]["auc"] <= 1
+    assert 0 <= results["ctich"]["dice_pooled"] <= 1
