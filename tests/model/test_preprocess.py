@@ -75,7 +75,7 @@ def test_detector_outputs_become_detections_on_every_plane_of_their_slab() -> No
     assert grid.group == 2
     k = 3
     outputs = DetectorOutputs(
-        boxes=np.broadcast_to(np.array([10.0, 10.0, 20.0, 20.0]), (4, k, 4)),
+        boxes=np.broadcast_to(np.array([9.6, 9.6, 19.4, 19.4]), (4, k, 4)),
         labels=np.full((4, k), 3),
         scores=np.full((4, k), 0.8),
         masks=np.ones((4, k, 28, 28)),
@@ -83,8 +83,8 @@ def test_detector_outputs_become_detections_on_every_plane_of_their_slab() -> No
     )
     found = detections_on_volume(grid, outputs)
     assert [d.plane for d in found] == [2, 3]
-    # Box coordinates are pixel centres: [10, 20] reaches 11 pixels each way.
-    assert found[0].mask.sum() == 121 and found[0].hemorrhage_class.label == 3
+    # Box coordinates are pixel centres: [9.6, 19.4] holds pixels 10 to 19.
+    assert found[0].mask.sum() == 100 and found[0].hemorrhage_class.label == 3
     with pytest.raises(ValueError, match="planes of outputs"):
         detections_on_volume(ModelGrid.fit(hu[:4], (2.5, 2.0, 2.0), SPEC), outputs)
 
