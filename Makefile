@@ -24,10 +24,13 @@ venv: $(STAMP)
 run: venv
 	@test -f $(DEMO)/manifest.json || $(BIN)/ich synth --out $(DEMO) --studies 2 --seed 1 --prevalence 1 --distractors 1 --slice-mm 5
 	@COLUMNS=$${COLUMNS:-140} $(BIN)/ich inspect $(DEMO)/case_00000/dicom --decode
+	@echo; echo "Analysis of that study with the shipped model (overlays in .demo/overlays):"
+	@COLUMNS=$${COLUMNS:-140} $(BIN)/ich analyze $(DEMO)/case_00000/dicom --overlays .demo/overlays
 	@if [ -d $(REAL_CQ500) ]; then echo; echo "Real CT, three series of two studies (CQ500):"; \
 	  COLUMNS=$${COLUMNS:-140} $(BIN)/ich inspect $(REAL_CQ500) --decode; fi
 	@echo
 	@echo "Synthetic studies with ground truth: $(DEMO) (see $(DEMO)/manifest.json and each case's truth/)."
+	@echo "Analyse a study (folder or zip):  $(BIN)/ich analyze PATH [--json] [--overlays DIR]"
 	@echo "Try ingestion on your own DICOM:  $(BIN)/ich inspect PATH [--json] [--decode]"
 	@echo "Write a synthetic data set:       $(BIN)/ich synth --out DIR --studies N --seed S [--prevalence P] [--background phantom|real]"
 	@echo "All commands:                     $(BIN)/ich --help"

@@ -195,3 +195,12 @@ def test_real_slices_are_read_and_scored(trained: Path, real: Path) -> None:
                               real)  # fmt: skip
     assert results["rsna_png"]["slices"] == 200 and 0 <= results["rsna_png"]["auc"] <= 1
     assert 0 <= results["ctich"]["dice_pooled"] <= 1
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu"])
+def test_bundled_configs_parse_and_build(name: str) -> None:
+    from ich.model.mask_rcnn import build_mask_rcnn
+
+    config = load_config(TINY.parent / f"{name}.yaml")
+    network = build_mask_rcnn(config.model)
+    assert sum(p.numel() for p in network.parameters()) > 1000
