@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -21,6 +21,9 @@ from ich import __version__
 from ich.dicom import DicomInputError, SelectionPolicy, inspect, load
 from ich.errors import IchError
 from ich.schema import ExamResult, InspectionReport, VolumeSummary
+
+if TYPE_CHECKING:  # torch is imported by the commands that need it, not by `ich --help`
+    from ich.model.runtime import Analyzer
 
 app = typer.Typer(
     name="ich",
@@ -307,10 +310,6 @@ def _cases_table(records: list[dict]) -> Table:
     return table
 
 
-if __name__ == "__main__":
-    app()
-
-
 _CONFIGS = Path(__file__).parent / "train" / "configs"
 
 
@@ -344,6 +343,7 @@ def train_command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ich.train.config import load_config
+    from ich.train.distributed import Distributed
     from ich.train.folds import cross_validate
     from ich.train.loop import Progress as Hooks
     from ich.train.loop import train
@@ -384,6 +384,8 @@ def train_command(
                 written = train(settings, run_dir, resume, progress=hooks)
     except IchError as exc:
         raise _fail(exc) from exc
+    finally:
+        Distributed.close()
     if os.environ.get("RANK", "0") == "0":  # one line from a data-parallel run, not one a process
         console.print(f"wrote {written}")
 
@@ -475,7 +477,7 @@ def evaluate_command(
 
     from ich.evaluate.cases import labelled_cases
     from ich.evaluate.report import write_report
-    from ich.evaluate.runner import outcome
+    from ich.evaluate.runner import run
     from ich.model.checkpoint import DEFAULT_MODEL
     from ich.model.runtime import Analyzer
 
@@ -485,14 +487,10 @@ def evaluate_command(
         analyzer = Analyzer(model or DEFAULT_MODEL)
         out.mkdir(parents=True, exist_ok=True)
         if data:
-            outcomes = []
             with Progress(console=err_console, transient=True) as bar:
                 task = bar.add_task("analysing studies", total=None)
-                for folder in data:
-                    for case in labelled_cases(folder):
-                        result, predicted = analyzer(case.volume)
-                        outcomes.append(outcome(case, result, predicted))
-                        bar.advance(task)
+                cases = (case for folder in data for case in labelled_cases(folder))
+                outcomes = run(cases, analyzer, lambda _: bar.advance(task))
             title = f"Evaluation on {', '.join(str(d) for d in data)}"
             write_report(outcomes, analyzer.operating_point, out, title, resamples)
             console.print(f"{len(outcomes)} studies: report in {out / 'report.md'}")
@@ -502,14 +500,11 @@ def evaluate_command(
         raise _fail(exc) from exc
 
 
-def _real_slices(analyzer: object, real: Path, out: Path) -> None:
+def _real_slices(analyzer: Analyzer, real: Path, out: Path) -> None:
     from ich.evaluate.slices import ASSUMPTIONS, evaluate_slices
 
     results = evaluate_slices(
-        analyzer.detect,
-        analyzer.config.input,
-        analyzer.operating_point,
-        real,  # type: ignore[attr-defined]
+        analyzer.detect, analyzer.config.input, analyzer.operating_point, real
     )
     lines = [
         "# Real single slices",

@@ -80,8 +80,12 @@ def _key_slice(hu: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.n
     return np.stack([window, truth[k].astype(np.uint8), predicted[k].astype(np.uint8)])
 
 
-def run(cases: Iterable[LabelledCase], predictor: Predictor) -> list[ExamOutcome]:
-    """The predictor on every case."""
+def run(
+    cases: Iterable[LabelledCase],
+    predictor: Predictor,
+    on_case: Callable[[ExamOutcome], None] | None = None,
+) -> list[ExamOutcome]:
+    """The predictor on every case (``on_case`` hears of each, for a progress display)."""
     outcomes = []
     for case in cases:
         result, predicted = predictor(case.volume)
@@ -91,4 +95,6 @@ def run(cases: Iterable[LabelledCase], predictor: Predictor) -> list[ExamOutcome
                 f"{case.label.shape}"
             )
         outcomes.append(outcome(case, result, predicted))
+        if on_case is not None:
+            on_case(outcomes[-1])
     return outcomes

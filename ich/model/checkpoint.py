@@ -65,7 +65,13 @@ def load_model(path: Path) -> tuple[MaskRCNN, ModelConfig, OperatingPoint, dict[
         ModelFileError: missing, not a model file, or weights that do not fit the config.
     """
     if not path.is_file():
-        raise ModelFileError(f"model file {path} not found")
+        hint = (
+            "the shipped model is missing from this checkout: reinstall, or rebuild it with "
+            "`make train ship-model`"
+            if path == DEFAULT_MODEL
+            else "pass --model with a file written by `ich train` (its out/model.pt)"
+        )
+        raise ModelFileError(f"model file {path} not found: {hint}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:

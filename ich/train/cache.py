@@ -57,7 +57,13 @@ def list_cases(data: Path) -> list[Path]:
 
 
 def _key(case_dir: Path, spec: InputSpec) -> str:
-    text = json.dumps([CACHE_VERSION, str(case_dir.resolve()), spec.model_dump(mode="json")])
+    """Where a case's planes live: by its folder, its content (a study written anew into the
+    same folder has another ``case.json``) and the model grid."""
+    record = case_dir / "truth" / "case.json"
+    content = hashlib.sha256(record.read_bytes()).hexdigest() if record.is_file() else ""
+    text = json.dumps(
+        [CACHE_VERSION, str(case_dir.resolve()), content, spec.model_dump(mode="json")]
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -85,11 +91,15 @@ def _build(case_dir: Path, spec: InputSpec, folder: Path) -> dict[str, Any]:
 def cache_cases(
     case_dirs: list[Path], spec: InputSpec, root: Path, workers: int = 1, on_case: Any = None
 ) -> list[CachedCase]:
-    """Every case on the model grid, built where missing (in ``workers`` processes)."""
+    """Every case on the model grid, built where missing (in ``workers`` processes);
+    ``on_case`` is called once per case, cached or built."""
     folders = [root / _key(c, spec) for c in case_dirs]
     missing = [
         (c, f) for c, f in zip(case_dirs, folders, strict=True) if not (f / "meta.json").is_file()
     ]
+    for _ in range(len(case_dirs) - len(missing)):
+        if on_case is not None:
+            on_case()
     if missing:
         with ProcessPoolExecutor(workers) if workers > 1 else _Inline() as pool:
             futures = [pool.submit(_build, c, spec, f) for c, f in missing]

@@ -17,12 +17,17 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 
 
 def targets(label: np.ndarray) -> dict[str, torch.Tensor]:
-    """One object per 8-connected region of each class: box (x1, y1, x2, y2), label, mask."""
+    """One object per 8-connected region of each class: box (x1, y1, x2, y2), label, mask.
+
+    Box coordinates put pixel centres at integers, as RoIAlign (``aligned=False``) samples the
+    mask target and :meth:`ModelGrid.volume_mask` reads the mask back: pixels ``c0..c1 - 1``
+    span ``c0 - 0.5`` to ``c1 - 0.5``, so the whole region, edges included, lies in its box.
+    """
     boxes, labels, masks = [], [], []
     for c in (1, 2, 3):
         regions, _ = ndi.label(label == c, _EIGHT)
         for number, (rows, cols) in enumerate(ndi.find_objects(regions), start=1):
-            boxes.append([cols.start, rows.start, cols.stop, rows.stop])
+            boxes.append([cols.start - 0.5, rows.start - 0.5, cols.stop - 0.5, rows.stop - 0.5])
             labels.append(c)
             masks.append(regions == number)
     size = label.shape

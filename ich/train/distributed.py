@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -26,7 +27,9 @@ class Distributed:
         if world > 1 and not dist.is_initialized():
             if cuda:
                 torch.cuda.set_device(device)
-            dist.init_process_group("nccl" if cuda else "gloo")
+            # The main process caches, validates and writes the model while the others wait:
+            # far longer than the default collective timeout on a large data set.
+            dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=6))
         return cls(dist.get_rank() if world > 1 else 0, world, device)
 
     @property
@@ -52,6 +55,8 @@ class Distributed:
         dist.all_gather(gathered, total.to(self.device))
         return all(torch.allclose(g, gathered[0], rtol=0, atol=1e-6) for g in gathered)
 
-    def close(self) -> None:
-        if self.world > 1 and dist.is_initialized():
+    @staticmethod
+    def close() -> None:
+        """End the process group, once, when all training in this process is done."""
+        if dist.is_initialized():
             dist.destroy_process_group()

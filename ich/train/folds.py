@@ -12,6 +12,7 @@ from ich.evaluate.cases import labelled_case
 from ich.model.runtime import Analyzer
 from ich.train.cache import list_cases
 from ich.train.config import TrainConfig
+from ich.train.distributed import Distributed
 from ich.train.loop import Progress, TrainingError, train
 
 PREDICTIONS = "predictions.jsonl"
@@ -43,6 +44,8 @@ def cross_validate(
     for fold in range(folds):
         training = [c for c, f in zip(case_dirs, assignment, strict=True) if f != fold]
         model = train(config, out / f"fold_{fold}", resume, training, progress)
+        if not Distributed.from_env().main:
+            continue  # the other data-parallel processes only train
         analyzer = Analyzer(model)
         for case_dir in (c for c, f in zip(case_dirs, assignment, strict=True) if f == fold):
             case = labelled_case(case_dir)
@@ -51,5 +54,6 @@ def cross_validate(
                 {"case": str(case_dir), "fold": fold, "result": result.model_dump(mode="json")}
             )
     path = out / PREDICTIONS
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    if Distributed.from_env().main:
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path

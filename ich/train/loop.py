@@ -81,7 +81,8 @@ def train(
     progress: Progress | None = None,
 ) -> Path:
     """Train; returns the model file (``out/model.pt``). ``case_dirs`` overrides the config's
-    data folders (cross-validation trains on a subset of cases)."""
+    data folders (cross-validation trains on a subset of cases). Under ``torchrun`` the
+    process group stays up for the caller (see :func:`ich.train.distributed.Distributed`)."""
     progress = progress or Progress()
     dist = Distributed.from_env()
     out.mkdir(parents=True, exist_ok=True)
@@ -107,10 +108,19 @@ def train(
     step, best = 0, -math.inf
     if resume and (out / LAST).is_file():
         state = torch.load(out / LAST, map_location=dist.device, weights_only=True)
-        network.load_state_dict(state["network"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            network.load_state_dict(state["network"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as error:
+            raise TrainingError(
+                f"{out / LAST} was written for another model configuration ({error}); "
+                "train into a new --out folder, or leave out --resume to start over there"
+            ) from error
         scheduler.load_state_dict(state["scheduler"])
-        step, best = int(state["step"]), float(state["best"])
+        step = int(state["step"])
+        if (out / BEST).is_file():  # validated after the last checkpoint, perhaps
+            kept = torch.load(out / BEST, map_location="cpu", weights_only=True)
+            best = float(kept["provenance"]["score"])
     model = dist.wrap(network)
     sampler = BalancedSampler(cases, config.negative_fraction, config.seed, dist.rank, step)
     loader = DataLoader(
@@ -183,7 +193,7 @@ def train(
             network.train()
         if dist.main and (step % config.checkpoint_every == 0 or step == config.steps):
             torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "step": step, "best": best},
+                        "scheduler": scheduler.state_dict(), "step": step},
                        out / (LAST + ".tmp"))  # fmt: skip
             (out / (LAST + ".tmp")).replace(out / LAST)
     in_sync = dist.in_sync(network)
@@ -193,7 +203,6 @@ def train(
     if log is not None:
         log.close()
     dist.barrier()
-    dist.close()
     return out / MODEL
 
 

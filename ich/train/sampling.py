@@ -2,8 +2,8 @@
 
 Most planes of most studies hold no blood, and SAH and small bleeds are rarer still; drawn
 uniformly, the detector would learn little of them. Each draw picks "no blood" with
-``negative_fraction``, otherwise a class (evenly among the classes present), then a size
-(small or large in that plane, evenly), then a plane.
+``negative_fraction``, otherwise one of the (class, size) groups evenly (size: small or large
+in that plane; groups without planes are left out), then a plane of it.
 """
 
 from __future__ import annotations
