@@ -70,21 +70,13 @@ def instances_from_labels(
 
 
 def paint_detections(
-    detections: list[Detection],
-    shape: tuple[int, int, int],
-    min_score: float = 0.0,
-    covered: float = 0.5,
+    detections: list[Detection], shape: tuple[int, int, int], min_score: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label (uint8) and score (float32) volumes of the detections at or above ``min_score``;
-    where detections overlap, the higher score wins the voxel.
-
-    A detection lying mostly (more than ``covered`` of it) under more confident detections of
-    other classes on its plane is dropped whole: two class guesses over one bleed are one
-    finding, not a bleed plus slivers of another class around it.
-    """
+    where detections overlap, the higher score wins the voxel."""
     label = np.zeros(shape, dtype=np.uint8)
     score = np.zeros(shape, dtype=np.float32)
-    for detection in sorted(detections, key=lambda d: -d.score):
+    for detection in sorted(detections, key=lambda d: d.score):
         if detection.score < min_score:
             continue
         if detection.mask.shape != shape[1:]:
@@ -94,13 +86,8 @@ def paint_detections(
         if not 0 <= detection.plane < shape[0]:
             raise ValueError(f"detection on plane {detection.plane} of a {shape[0]}-plane volume")
         plane = detection.mask.astype(bool)
-        taken = label[detection.plane][plane]
-        others = np.count_nonzero((taken != 0) & (taken != detection.hemorrhage_class.label))
-        if others > covered * np.count_nonzero(plane):
-            continue
-        free = plane & (label[detection.plane] == 0)
-        label[detection.plane][free] = detection.hemorrhage_class.label
-        score[detection.plane][free] = detection.score
+        label[detection.plane][plane] = detection.hemorrhage_class.label
+        score[detection.plane][plane] = detection.score
     return label, score
 
 

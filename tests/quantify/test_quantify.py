@@ -176,17 +176,6 @@ def test_detections_join_across_planes_and_higher_score_wins() -> None:
         instances_from_detections([Detection(0, IPH, 0.9, blob[:10])], shape)
 
 
-def test_a_detection_mostly_under_another_class_is_dropped_not_left_as_slivers() -> None:
-    shape = (3, 40, 40)
-    blob = _disk(shape[1:], (20, 20), 6)
-    guess = _disk(shape[1:], (20, 22), 6)  # the same bleed, called SAH with less confidence
-    found = instances_from_detections(
-        [Detection(1, IPH, 0.95, blob), Detection(1, SAH, 0.6, guess)], shape
-    )
-    assert [i.hemorrhage_class for i in found] == [IPH]
-    assert found[0].voxels == int(blob.sum())
-
-
 def test_exam_result_flags_and_totals_and_masks() -> None:
     shape = (8, 32, 32)
     label = np.zeros(shape, np.uint8)
