@@ -31,7 +31,11 @@ def threshold_at_specificity(
 def choose_operating_point(
     outcomes: list[ExamOutcome], min_specificity: float, data: str
 ) -> OperatingPoint:
-    """Per class (its exams against the bleed-free ones) and for any ICH."""
+    """Per class (its exams against the bleed-free ones) and for any ICH.
+
+    The any-ICH threshold is never above a class's: a study with a class flagged is always
+    flagged as "any ICH" too, which is what a triage list sorts on.
+    """
     clean = np.array([o.any_probability for o in outcomes if not o.positive()])
     thresholds = {}
     for c in HemorrhageClass:
@@ -40,6 +44,7 @@ def choose_operating_point(
         thresholds[c] = round(threshold_at_specificity(positive, negative, min_specificity), 4)
     positive_any = np.array([o.any_probability for o in outcomes if o.positive()])
     any_ich = round(threshold_at_specificity(positive_any, clean, min_specificity), 4)
+    any_ich = min(any_ich, *thresholds.values())
     return OperatingPoint(
         thresholds=thresholds,
         any_ich=any_ich,

@@ -223,3 +223,23 @@ def test_a_region_survives_training_target_and_mask_read_back_unchanged() -> Non
     grid = ModelGrid.fit(air, (5.0, 1.0, 1.0), InputSpec(size=64, pixel_mm=1.0))
     back = grid.volume_mask(mask.numpy(), found["boxes"][0].numpy())
     np.testing.assert_array_equal(back, label == 1)
+
+
+def test_a_flagged_class_always_flags_any_ich() -> None:
+    from ich.evaluate.operating import choose_operating_point
+    from ich.evaluate.runner import ExamOutcome
+    from ich.schema import HemorrhageClass
+
+    def exam(truth: dict, probability: dict) -> ExamOutcome:
+        zero = {c: 0.0 for c in HemorrhageClass}
+        return ExamOutcome(
+            "x", {**zero, **truth}, {c: None for c in HemorrhageClass},
+            {**zero, **probability}, max(probability.values()), zero, zero,
+        )  # fmt: skip
+
+    iph, sah = HemorrhageClass.IPH, HemorrhageClass.SAH
+    outcomes = [exam({}, {iph: 0.9, sah: 0.2}), exam({}, {iph: 0.1, sah: 0.3}),
+                exam({sah: 2.0}, {iph: 0.1, sah: 0.8})]  # fmt: skip
+    point = choose_operating_point(outcomes, 1.0, "test")
+    assert point.thresholds[sah] == pytest.approx(0.3001)
+    assert point.any_ich <= min(point.thresholds.values())
