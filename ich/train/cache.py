@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,35 +98,18 @@ def cache_cases(
     missing = [
         (c, f) for c, f in zip(case_dirs, folders, strict=True) if not (f / "meta.json").is_file()
     ]
+    tick = on_case or (lambda: None)
     for _ in range(len(case_dirs) - len(missing)):
-        if on_case is not None:
-            on_case()
-    if missing:
-        with ProcessPoolExecutor(workers) if workers > 1 else _Inline() as pool:
-            futures = [pool.submit(_build, c, spec, f) for c, f in missing]
-            for future in futures:
-                future.result()
-                if on_case is not None:
-                    on_case()
+        tick()
+    with ExitStack() as stack:
+        mapper = map  # one process: plain tracebacks
+        if workers > 1 and len(missing) > 1:
+            mapper = stack.enter_context(ProcessPoolExecutor(workers)).map
+        arguments = ([c for c, _ in missing], [spec] * len(missing), [f for _, f in missing])
+        for _ in mapper(_build, *arguments):
+            tick()
     cases = []
     for folder in folders:
         meta = json.loads((folder / "meta.json").read_text())
         cases.append(CachedCase(folder, meta["name"], np.asarray(meta["areas"], dtype=np.int64)))
     return cases
-
-
-class _Inline:
-    """A pool of one, in this process (keeps tracebacks and coverage simple)."""
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-    def submit(self, fn: Any, *args: Any) -> Any:
-        from concurrent.futures import Future
-
-        future: Future = Future()
-        future.set_result(fn(*args))
-        return future
