@@ -1,9 +1,10 @@
-"""The inference module: tensors in, padded tensors out (the TorchScript and Triton contract).
+"""The inference module: tensors in, padded tensors out (the TorchScript, ONNX and Triton contract).
 
 Training uses torchvision's ``MaskRCNN.forward`` (losses, target handling). Inference skips its
 transform, which is the identity on the model grid, and its mask pasting: masks leave as the
 head's M x M probabilities with their boxes, and are sampled straight onto the volume's own
-pixel grid by the postprocess, finer than pasting at model resolution first.
+pixel grid by the postprocess, finer than pasting at model resolution first. The heads run on
+every plane at once (:mod:`ich.model.inference`), so the batch size stays dynamic in ONNX.
 """
 
 from __future__ import annotations
@@ -11,23 +12,29 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection.image_list import ImageList
 
 from ich.model.config import ModelConfig
+from ich.model.inference import BatchedMaskRCNN
 
 
 class Detector(nn.Module):
-    """A series (windows, N + context - 1, S, S), edge planes repeated ``context // 2`` times
-    on each side -> boxes (N, K, 4), labels (N, K), scores (N, K), masks (N, K, M, M),
-    counts (N) for its N planes: K detections per plane at most, zero-padded."""
+    """Blocks (B, windows, P + context - 1, S, S) of P contiguous model planes, each with its
+    ``context // 2`` neighbours on either side -> boxes (B, P, K, 4), labels (B, P, K),
+    scores (B, P, K), masks (B, P, K, M, M) and counts (B, P): K detections per plane at most,
+    zero-padded. A block with P = 1 is one 5-plane stack; longer blocks share the 3D work of
+    overlapping stacks (:func:`ich.preprocess.blocks`)."""
 
     def __init__(self, network: MaskRCNN, size: int, windows: int, context: int) -> None:
         super().__init__()
-        self.network = network.eval()
+        network = network.eval()
+        self.backbone = network.backbone
         self.size = size
         self.windows = windows
         self.context = context
-        self.max_detections = int(network.roi_heads.detections_per_img)
+        with torch.no_grad():
+            probe = self.backbone(torch.zeros(1, windows, context, size, size))
+        self.heads = BatchedMaskRCNN(network, size, [f.shape[-1] for f in probe.values()])
+        self.max_detections = self.heads.detections
         self.mask_size = 28
 
     @classmethod
@@ -35,29 +42,20 @@ class Detector(nn.Module):
         spec = config.input
         return cls(network, spec.size, len(spec.windows), spec.context)
 
-    def forward(self, series: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        if series.dim() != 4 or series.shape[0] != self.windows:
-            raise ValueError("series must be (windows, planes, size, size) windowed planes")
-        if series.shape[2] != self.size or series.shape[3] != self.size:
-            raise ValueError("series must be on the model grid (size x size)")
-        n = series.shape[1] - self.context + 1
-        if n < 1:
-            raise ValueError("series needs its edge planes repeated: context - 1 planes more")
-        sizes = [(self.size, self.size) for _ in range(n)]
-        features = self.network.backbone(series.unsqueeze(0))
-        proposals, _ = self.network.rpn(ImageList(series, sizes), features)
-        found, _ = self.network.roi_heads(features, proposals, sizes)
-        k, m = self.max_detections, self.mask_size
-        boxes = series.new_zeros((n, k, 4))
-        labels = torch.zeros((n, k), dtype=torch.int64, device=series.device)
-        scores = series.new_zeros((n, k))
-        masks = series.new_zeros((n, k, m, m))
-        counts = torch.zeros((n,), dtype=torch.int64, device=series.device)
-        for i, plane in enumerate(found):
-            count = plane["boxes"].shape[0]
-            counts[i] = count
-            boxes[i, :count] = plane["boxes"]
-            labels[i, :count] = plane["labels"]
-            scores[i, :count] = plane["scores"]
-            masks[i, :count] = plane["masks"][:, 0]
-        return boxes, labels, scores, masks, counts
+    def forward(self, blocks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        if blocks.dim() != 5 or blocks.shape[1] != self.windows:
+            raise ValueError("blocks must be (blocks, windows, planes, size, size) windowed planes")
+        if blocks.shape[3] != self.size or blocks.shape[4] != self.size:
+            raise ValueError("blocks must be on the model grid (size x size)")
+        if blocks.shape[2] < self.context:
+            raise ValueError("a block needs its context: context - 1 planes more than it predicts")
+        per_block = blocks.shape[2] - self.context + 1
+        boxes, labels, scores, masks, counts = self.heads(list(self.backbone(blocks).values()))
+        k, m = boxes.shape[1], masks.shape[-1]
+        return (
+            boxes.reshape(-1, per_block, k, 4),
+            labels.reshape(-1, per_block, k),
+            scores.reshape(-1, per_block, k),
+            masks.reshape(-1, per_block, k, m, m),
+            counts.reshape(-1, per_block),
+        )

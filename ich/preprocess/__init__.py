@@ -6,6 +6,14 @@ steps, so the three see the same pixels for the same study.
 
 from ich.preprocess.grid import ModelGrid
 from ich.preprocess.spec import InputSpec
-from ich.preprocess.stacks import model_input, stack_indices, windowed
+from ich.preprocess.stacks import BLOCK_PLANES, blocks, model_input, stack_indices, windowed
 
-__all__ = ["InputSpec", "ModelGrid", "model_input", "stack_indices", "windowed"]
+__all__ = [
+    "BLOCK_PLANES",
+    "InputSpec",
+    "ModelGrid",
+    "blocks",
+    "model_input",
+    "stack_indices",
+    "windowed",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,15 @@ class DetectorOutputs:
     @classmethod
     def concatenate(cls, parts: list[DetectorOutputs]) -> DetectorOutputs:
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__annotations__))
+
+    @classmethod
+    def from_blocks(cls, arrays: Sequence[np.ndarray], planes: int) -> DetectorOutputs:
+        """The detector's (blocks, P, ...) outputs as ``planes`` planes (block fill dropped)."""
+        flat = [a.reshape(-1, *a.shape[2:])[:planes] for a in arrays]
+        if len(flat) != 5 or any(len(a) != planes for a in flat):
+            shapes = [a.shape for a in arrays]
+            raise ValueError(f"detector outputs {shapes} do not cover {planes} planes")
+        return cls(*flat)
 
 
 def detections_on_volume(grid: ModelGrid, outputs: DetectorOutputs) -> list[Detection]:

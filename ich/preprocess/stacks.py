@@ -33,3 +33,25 @@ def model_input(hu_planes: np.ndarray, spec: InputSpec) -> np.ndarray:
     half = spec.context // 2
     index = np.clip(np.arange(-half, len(hu_planes) + half), 0, len(hu_planes) - 1)
     return windowed(hu_planes[index], spec.windows)
+
+
+BLOCK_PLANES = 16
+"""Model planes the detector predicts per block: a block carries them with their context."""
+
+
+def blocks(series: np.ndarray, context: int, planes: int = BLOCK_PLANES) -> np.ndarray:
+    """float32 (blocks, windows, planes + context - 1, size, size): a :func:`model_input`
+    series cut into blocks of ``planes`` predicted planes, overlapping by their context.
+
+    The detector's batch dimension: blocks of one study or of several are batched alike. The
+    last block is filled up by repeating the series' final plane; its extra outputs are
+    dropped (:meth:`DetectorOutputs.from_blocks`).
+    """
+    predicted = series.shape[1] - context + 1
+    if predicted < 1:
+        have = series.shape[1]
+        raise ValueError(f"a series needs at least {context} planes (its context), got {have}")
+    count = -(-predicted // planes)
+    index = np.arange(count)[:, None] * planes + np.arange(planes + context - 1)[None, :]
+    index = np.minimum(index, series.shape[1] - 1)
+    return np.ascontiguousarray(series[:, index].transpose(1, 0, 2, 3, 4))

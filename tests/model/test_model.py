@@ -78,7 +78,7 @@ def test_config_checks_that_the_3d_stages_match_the_context() -> None:
 
 def test_the_detector_scripts_and_gives_the_same_answer_every_time() -> None:
     detector = Detector.for_config(_trained_looking(TINY), TINY)
-    x = torch.rand(3, 3 + 4, 64, 64)
+    x = torch.rand(2, 3, 3 + 4, 64, 64)
     with torch.inference_mode():
         eager = detector(x)
         again = detector(x)
@@ -87,11 +87,13 @@ def test_the_detector_scripts_and_gives_the_same_answer_every_time() -> None:
     for name, a, b, c in zip(names, eager, again, compiled, strict=True):
         assert torch.equal(a, b), name
         assert a.shape == c.shape, name
-    assert eager[0].shape == (3, 5, 4) and eager[3].shape == (3, 5, 28, 28)
+    assert eager[0].shape == (2, 3, 5, 4) and eager[3].shape == (2, 3, 5, 28, 28)
     assert eager[4].tolist() == compiled[4].tolist()
     torch.testing.assert_close(eager[2], compiled[2], atol=1e-4, rtol=1e-3)
     with pytest.raises(Exception, match="model grid"):
-        compile_detector(detector)(torch.rand(3, 5, 32, 32))
+        compile_detector(detector)(torch.rand(1, 3, 7, 32, 32))
+    with pytest.raises(Exception, match="context"):
+        detector(torch.rand(1, 3, 4, 64, 64))
 
 
 def test_model_files_round_trip_and_bad_files_are_named(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ich.evaluate.metrics import dice
-from ich.preprocess import InputSpec, ModelGrid, model_input, stack_indices, windowed
+from ich.preprocess import InputSpec, ModelGrid, blocks, model_input, stack_indices, windowed
 from ich.preprocess.outputs import DetectorOutputs, detections_on_volume
 
 SPEC = InputSpec(size=64, pixel_mm=2.0)
@@ -99,6 +99,20 @@ def test_windows_are_channels_window_major_and_stacks_repeat_the_edges() -> None
     assert series.shape == (3, 3 + 4, 64, 64)
     # The edge planes are repeated twice: plane 1's stack, series[:, 1:6], is planes 0,0,1,2,2.
     np.testing.assert_allclose(series[0, 1:6, 0, 0], [0.0, 0.0, 0.5, 1.0, 1.0])
+
+
+def test_blocks_overlap_by_their_context_and_cover_every_plane_once() -> None:
+    series = np.arange(9, dtype=np.float32)[None, :, None, None] * np.ones((2, 1, 4, 4))
+    cut = blocks(series, context=5, planes=2)  # 5 planes predicted: 3 blocks
+    assert cut.shape == (3, 2, 2 + 4, 4, 4)
+    assert cut[1, 0, :, 0, 0].tolist() == [2, 3, 4, 5, 6, 7]
+    assert cut[2, 0, :, 0, 0].tolist() == [4, 5, 6, 7, 8, 8]  # filled with the last plane
+    outputs = [np.arange(6).reshape(3, 2)] * 5
+    assert DetectorOutputs.from_blocks(outputs, 5).counts.tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="do not cover"):
+        DetectorOutputs.from_blocks(outputs, 7)
+    with pytest.raises(ValueError, match="at least 5 planes"):
+        blocks(series[:, :4], context=5)
 
 
 def test_spec_rejects_an_even_context() -> None:

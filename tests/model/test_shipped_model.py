@@ -10,13 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from torchvision.models.detection.image_list import ImageList
 from typer.testing import CliRunner
 
 from ich.cli import app
+from ich.dicom import load
 from ich.model.checkpoint import DEFAULT_MODEL, load_model
+from ich.model.detector import Detector
 from ich.phantom.generate import CaseOptions, synthesize
 from ich.phantom.lesions import Kind, LesionSpec
 from ich.phantom.study import study_files, write_files
+from ich.pipeline import prepare
+from ich.preprocess import blocks
 from ich.schema import ExamResult, HemorrhageClass
 
 SEED = 777_001
@@ -51,3 +57,29 @@ def test_ich_analyze_finds_and_measures_a_medium_iph(study: tuple[Path, float]) 
     assert result.any_ich_flagged and iph.flagged
     assert iph.total_volume_ml == pytest.approx(truth_ml, rel=0.35)
     assert list((folder / "overlays").glob("plane_*.png"))
+
+
+def test_the_batched_heads_find_what_torchvisions_heads_find_plane_by_plane(
+    study: tuple[Path, float],
+) -> None:
+    """The export-friendly inference path (all planes at once) against torchvision's own
+    RPN and ROI heads run image by image, on the shipped weights and a real bleed."""
+    network, config, _, _ = load_model(DEFAULT_MODEL)
+    detector = Detector.for_config(network, config)
+    volume = load(study[0])
+    series = torch.from_numpy(blocks(prepare(volume, config.input).series, 5))
+    with torch.inference_mode():
+        boxes, labels, scores, masks, counts = (t.flatten(0, 1) for t in detector(series))
+        features = network.backbone(series)
+        sizes = [(config.input.size,) * 2] * len(counts)
+        proposals, _ = network.rpn(ImageList(series, sizes), features)
+        found, _ = network.roi_heads(features, proposals, sizes)
+    assert counts.sum() > 0
+    for plane, expected in enumerate(found):
+        n = len(expected["boxes"])
+        assert counts[plane] == n, plane
+        torch.testing.assert_close(boxes[plane, :n], expected["boxes"], atol=1e-3, rtol=0)
+        assert torch.equal(labels[plane, :n], expected["labels"])
+        torch.testing.assert_close(scores[plane, :n], expected["scores"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(masks[plane, :n], expected["masks"][:, 0], atol=1e-4, rtol=0)
+        assert not scores[plane, n:].any() and not labels[plane, n:].any()
