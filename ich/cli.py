@@ -390,6 +390,11 @@ def train_command(
         console.print(f"wrote {written}")
 
 
+class Protocol(StrEnum):
+    grpc = "grpc"
+    http = "http"
+
+
 @app.command("analyze")
 def analyze_command(
     path: Annotated[Path, typer.Argument(help="A study: folder, DICOM files, or a zip.")],
@@ -403,17 +408,39 @@ def analyze_command(
     label_volume: Annotated[
         bool, typer.Option(help="Include the label volume in the JSON result.")
     ] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Send the study to a Triton server (host:port) instead of running here."),
+    ] = None,
+    protocol: Annotated[Protocol, typer.Option(help="Triton protocol for --server.")] = (
+        Protocol.grpc
+    ),
 ) -> None:
-    """Detect and measure hemorrhage in a head CT study, in this process."""
-    from ich.model.checkpoint import DEFAULT_MODEL
-    from ich.model.runtime import Analyzer
-
+    """Detect and measure hemorrhage in a head CT study, in this process or on a server."""
     try:
-        volume = load(path)
-        analyzer = Analyzer(model or DEFAULT_MODEL)
-        result, label = analyzer(volume, label_volume=label_volume)
+        if server is not None:
+            if model is not None:
+                raise typer.BadParameter("the server runs its own model: drop --model")
+            from ich.serving.client import PipelineClient, study_files
+
+            client = PipelineClient(server, protocol.value)
+            try:
+                result, label = client.analyze(study_files(path))
+            finally:
+                client.close()
+            if label_volume:
+                from ich.quantify.rle import encode_label_volume
+
+                result = result.model_copy(update={"label_volume": encode_label_volume(label)})
+            volume = load(path) if overlays is not None else None
+        else:
+            from ich.model.checkpoint import DEFAULT_MODEL
+            from ich.model.runtime import Analyzer
+
+            volume = load(path)
+            result, label = Analyzer(model or DEFAULT_MODEL)(volume, label_volume=label_volume)
         written = []
-        if overlays is not None:
+        if overlays is not None and volume is not None:
             from ich.overlays import write_overlays
 
             written = write_overlays(volume.hu, label, result, overlays)
@@ -526,3 +553,81 @@ def _real_slices(analyzer: Analyzer, real: Path, out: Path) -> None:
                         for m, v in r.items()} for k, r in results.items()}, indent=2) + "\n"
     )  # fmt: skip
     print("\n".join(lines))
+
+
+@app.command("export")
+def export_command(
+    kind: Annotated[
+        str, typer.Option("--format", help="torchscript, onnx or tensorrt.")
+    ] = "torchscript",
+    target: Annotated[str, typer.Option(help="cpu (bundled Triton) or gpu (NGC image).")] = "cpu",
+    model: Annotated[
+        Path | None, typer.Option(help="Model file (default: the shipped CPU model).")
+    ] = None,
+    repository: Annotated[
+        Path | None, typer.Option(help="Model repository to write (default: model_repository).")
+    ] = None,
+    fp16: Annotated[bool, typer.Option(help="TensorRT: build an FP16 engine.")] = False,
+    check: Annotated[
+        bool, typer.Option(help="Check ONNX/TensorRT outputs against PyTorch.")
+    ] = True,
+) -> None:
+    """Export the detector and write the Triton model repository around it."""
+    from export.repository import Format, Target, export_repository
+    from ich.model.checkpoint import DEFAULT_MODEL
+    from ich.serving.server import REPOSITORY
+
+    try:
+        fmt, tgt = Format(kind), Target(target)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    try:
+        done = export_repository(
+            model or DEFAULT_MODEL, repository or REPOSITORY, fmt, tgt, check, fp16
+        )
+    except IchError as exc:
+        raise _fail(exc) from exc
+    for parity in done.parity:
+        diffs = ", ".join(f"{k} {v:.2e}" for k, v in parity.max_abs_diff.items())
+        agree = "agree" if parity.detections_agree else "DISAGREE"
+        console.print(f"{parity.runtime}: {parity.detections} detections {agree}; "
+                      f"largest differences {diffs}")  # fmt: skip
+    console.print(f"wrote {done.weights} and the configs of {done.repository}")
+
+
+def _interrupt(*_: object) -> None:
+    """SIGTERM stops ``ich triton`` as Ctrl-C does (the server is stopped on the way out)."""
+    raise KeyboardInterrupt
+
+
+@app.command("triton")
+def triton_command(
+    repository: Annotated[
+        Path | None, typer.Option(help="Model repository (default: model_repository).")
+    ] = None,
+    http_port: Annotated[int, typer.Option(help="HTTP port on 127.0.0.1.")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port on 127.0.0.1.")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Metrics port on 127.0.0.1.")] = 8002,
+) -> None:
+    """Run the bundled Triton server with the model repository until interrupted."""
+    import signal
+    import time
+
+    from ich.serving.server import REPOSITORY, ServerError, TritonServer
+
+    server = TritonServer(repository or REPOSITORY, http_port, grpc_port, metrics_port)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.start()
+        console.print(f"Triton ready: HTTP {server.http_url}, gRPC {server.grpc_url} "
+                      f"(pid {server.process.pid}); Ctrl-C stops it")  # fmt: skip
+        console.print(f"Analyse a study through it: ich analyze PATH --server {server.grpc_url}")
+        while server.process.poll() is None:
+            time.sleep(1)
+        raise _fail(ServerError(f"tritonserver exited: {server.log_tail()}"))
+    except KeyboardInterrupt:
+        console.print("stopping Triton")
+    except IchError as exc:
+        raise _fail(exc) from exc
+    finally:
+        server.stop()

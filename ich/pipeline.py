@@ -1,7 +1,8 @@
 """The analysis around the detector: volume -> model input, detector outputs -> exam result.
 
 Torch-free, so the Triton preprocess and postprocess steps, ``ich analyze`` and evaluation run
-the very same code on either side of the network.
+the very same code on either side of the network. What the far side needs of the ingested
+volume travels as a :class:`SeriesContext` (JSON, no pixels).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from ich.dicom.volume import Volume
 from ich.preprocess import InputSpec, ModelGrid, model_input
@@ -16,7 +18,7 @@ from ich.preprocess.outputs import DetectorOutputs, detections_on_volume
 from ich.quantify import Geometry, instances_from_labels
 from ich.quantify.exam import exam_result
 from ich.quantify.instances import paint_detections
-from ich.schema import ExamResult, OperatingPoint
+from ich.schema import ExamResult, IngestionWarning, OperatingPoint
 
 
 @dataclass(frozen=True)
@@ -33,29 +35,82 @@ def prepare(volume: Volume, spec: InputSpec) -> Prepared:
     return Prepared(grid, model_input(grid.hu_planes(volume.hu), spec))
 
 
+class SeriesContext(BaseModel):
+    """Everything the postprocess needs of an ingested series besides its pixels: identity,
+    measuring geometry, ingestion warnings and the model grid. Floats survive the JSON round
+    trip exactly, so a served result equals the in-process one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    study_uid: str
+    series_uid: str
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    affine: tuple[tuple[float, float, float, float], ...]
+    plane_sop_instance_uids: tuple[str | None, ...]
+    plane_frame_numbers: tuple[int | None, ...]
+    warnings: tuple[IngestionWarning, ...]
+    spec: InputSpec
+    group: int
+    scale: tuple[float, float]
+    centre: tuple[float, float]
+
+    @classmethod
+    def of(cls, volume: Volume, grid: ModelGrid) -> SeriesContext:
+        geometry = Geometry.of(volume)
+        return cls(
+            study_uid=volume.study_uid,
+            series_uid=volume.series_uid,
+            shape=geometry.shape,
+            spacing_mm=geometry.spacing_mm,
+            affine=tuple(tuple(float(v) for v in row) for row in geometry.affine),
+            plane_sop_instance_uids=geometry.plane_sop_instance_uids,
+            plane_frame_numbers=geometry.plane_frame_numbers,
+            warnings=volume.warnings,
+            spec=grid.spec,
+            group=grid.group,
+            scale=grid.scale,
+            centre=grid.centre,
+        )
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(
+            self.shape,
+            self.spacing_mm,
+            np.asarray(self.affine, dtype=float),
+            self.plane_sop_instance_uids,
+            self.plane_frame_numbers,
+        )
+
+    @property
+    def grid(self) -> ModelGrid:
+        return ModelGrid(self.spec, self.shape, self.group, self.scale, self.centre)
+
+
 def finish(
-    volume: Volume,
-    grid: ModelGrid,
+    context: SeriesContext,
     outputs: DetectorOutputs,
     operating_point: OperatingPoint,
     masks: bool = True,
     label_volume: bool = False,
 ) -> tuple[ExamResult, np.ndarray]:
-    """The exam result and its label volume (reported hemorrhages only) on ``volume``'s grid."""
-    label, score = paint_detections(detections_on_volume(grid, outputs), volume.shape)
+    """The exam result and its label volume (reported hemorrhages only) on the series' grid."""
+    shape = context.shape
+    label, score = paint_detections(detections_on_volume(context.grid, outputs), shape)
     instances = instances_from_labels(label, score)
     thresholds = operating_point.thresholds
-    reported = np.zeros(volume.shape, dtype=np.uint8)
+    reported = np.zeros(shape, dtype=np.uint8)
     for instance in instances:
         if instance.score >= thresholds[instance.hemorrhage_class]:
             reported[instance.region][instance.mask] = instance.hemorrhage_class.label
     result = exam_result(
-        volume.study_uid,
-        volume.series_uid,
+        context.study_uid,
+        context.series_uid,
         instances,
-        Geometry.of(volume),
+        context.geometry,
         operating_point,
-        warnings=volume.warnings,
+        warnings=context.warnings,
         masks=masks,
         label_volume=reported if label_volume else None,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,33 +13,43 @@ from ich.dicom.volume import Volume
 from ich.model.checkpoint import DEFAULT_MODEL, load_model
 from ich.model.config import ModelConfig
 from ich.model.detector import Detector
-from ich.pipeline import finish, prepare
-from ich.preprocess import BLOCK_PLANES, blocks
+from ich.pipeline import SeriesContext, finish, prepare
+from ich.preprocess import BLOCK_PLANES, BLOCKS_PER_CALL, blocks, run_blocks
 from ich.preprocess.outputs import DetectorOutputs
 from ich.schema import ExamResult, OperatingPoint
 
 
-def compile_detector(detector: Detector) -> torch.jit.ScriptModule:
-    """TorchScript, frozen (batch norm folded into the convolutions) for CPU inference."""
+def frozen_detector(detector: Detector) -> torch.jit.ScriptModule:
+    """TorchScript, frozen (batch norm folded into the convolutions): what export saves.
+
+    Device-neutral; :func:`optimized_for_cpu` is applied after loading, since the graphs it
+    rewrites (MKLDNN layouts) cannot be saved and loaded back.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
-        scripted = torch.jit.script(detector.eval())
-        return torch.jit.optimize_for_inference(torch.jit.freeze(scripted))
+        return torch.jit.freeze(torch.jit.script(detector.eval()))
 
 
-def run_blocks(
-    detector: torch.nn.Module, series_blocks: np.ndarray, per_call: int
-) -> list[np.ndarray]:
-    """The detector's five outputs (blocks, P, ...) for ``series_blocks``, ``per_call`` blocks
-    a forward pass (memory stays bounded for long series). Shared by ``ich analyze`` and the
-    Triton detector step, so both run the same batches for a study."""
+def optimized_for_cpu(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.optimize_for_inference(module)
+
+
+def compile_detector(detector: Detector) -> torch.jit.ScriptModule:
+    """The detector as ``ich analyze`` and the Triton CPU step run it."""
+    return optimized_for_cpu(frozen_detector(detector))
+
+
+def torch_forward(detector: torch.nn.Module) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """``detector`` as a numpy function (on its own device), for :func:`run_blocks`."""
     device = next(iter(detector.parameters()), torch.empty(0)).device
-    parts = []
-    with torch.inference_mode():
-        for start in range(0, len(series_blocks), per_call):
-            chunk = torch.from_numpy(series_blocks[start : start + per_call]).to(device)
-            parts.append([t.cpu().numpy() for t in detector(chunk)])
-    return [np.concatenate(column) for column in zip(*parts, strict=True)]
+
+    def forward(chunk: np.ndarray) -> list[np.ndarray]:
+        with torch.inference_mode():
+            return [t.cpu().numpy() for t in detector(torch.from_numpy(chunk).to(device))]
+
+    return forward
 
 
 class Analyzer:
@@ -48,7 +59,7 @@ class Analyzer:
         self,
         model: Path = DEFAULT_MODEL,
         block_planes: int = BLOCK_PLANES,
-        per_call: int = 2,
+        per_call: int = BLOCKS_PER_CALL,
         operating_point: OperatingPoint | None = None,
         compiled: bool = True,
     ) -> None:
@@ -65,14 +76,15 @@ class Analyzer:
         """Wrap a network in training (no file, not compiled): for validation."""
         self = cls.__new__(cls)
         self.config, self.provenance = config, {}
-        self.block_planes, self.per_call = BLOCK_PLANES, 2
+        self.block_planes, self.per_call = BLOCK_PLANES, BLOCKS_PER_CALL
         self.operating_point, self.detector = operating_point, detector
         return self
 
     def detect(self, series: np.ndarray) -> DetectorOutputs:
         """The detector over a prepared series, cut into blocks as the Triton step cuts it."""
         context = self.config.input.context
-        found = run_blocks(self.detector, blocks(series, context, self.block_planes), self.per_call)
+        cut = blocks(series, context, self.block_planes)
+        found = run_blocks(torch_forward(self.detector), cut, self.per_call)
         return DetectorOutputs.from_blocks(found, series.shape[1] - context + 1)
 
     def __call__(
@@ -80,4 +92,5 @@ class Analyzer:
     ) -> tuple[ExamResult, np.ndarray]:
         prepared = prepare(volume, self.config.input)
         outputs = self.detect(prepared.series)
-        return finish(volume, prepared.grid, outputs, self.operating_point, masks, label_volume)
+        context = SeriesContext.of(volume, prepared.grid)
+        return finish(context, outputs, self.operating_point, masks, label_volume)

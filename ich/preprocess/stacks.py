@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from ich.preprocess.spec import InputSpec
@@ -37,6 +39,8 @@ def model_input(hu_planes: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 BLOCK_PLANES = 16
 """Model planes the detector predicts per block: a block carries them with their context."""
+BLOCKS_PER_CALL = 2
+"""Blocks per forward pass of the detector on CPU (32 planes: memory stays near 1 GB)."""
 
 
 def blocks(series: np.ndarray, context: int, planes: int = BLOCK_PLANES) -> np.ndarray:
@@ -55,3 +59,15 @@ def blocks(series: np.ndarray, context: int, planes: int = BLOCK_PLANES) -> np.n
     index = np.arange(count)[:, None] * planes + np.arange(planes + context - 1)[None, :]
     index = np.minimum(index, series.shape[1] - 1)
     return np.ascontiguousarray(series[:, index].transpose(1, 0, 2, 3, 4))
+
+
+def run_blocks(
+    forward: Callable[[np.ndarray], Sequence[np.ndarray]], series_blocks: np.ndarray, per_call: int
+) -> list[np.ndarray]:
+    """The detector's outputs (blocks, P, ...) for ``series_blocks``, ``per_call`` blocks a
+    ``forward`` call, so memory stays bounded on long series. ``ich analyze`` and the Triton
+    detector step both run a study through here, in the same batches."""
+    parts = [
+        forward(series_blocks[i : i + per_call]) for i in range(0, len(series_blocks), per_call)
+    ]
+    return [np.concatenate(column) for column in zip(*parts, strict=True)]

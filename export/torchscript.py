@@ -1,0 +1,21 @@
+"""TorchScript: the file Triton's python step (CPU) or ``pytorch_libtorch`` (GPU) loads."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from ich.model.detector import Detector
+from ich.model.runtime import frozen_detector
+
+
+def export_torchscript(detector: Detector, path: Path) -> None:
+    """Scripted and frozen, device-neutral: libtorch loads it onto the GPU it serves, the CPU
+    step optimises it for inference after loading, as ``ich analyze`` does."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = frozen_detector(detector)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+        torch.jit.save(module, str(path))

@@ -1,0 +1,1 @@
+"""Serving through Triton: the python steps' work, the server process and its client."""

@@ -1,0 +1,89 @@
+"""Sending a study to the ``ich_pipeline`` ensemble over gRPC or HTTP (torch-free)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ich.dicom import InputLimits
+from ich.dicom.sources import InputItem, iter_sources
+from ich.errors import IchError
+from ich.schema import ExamResult
+
+PIPELINE = "ich_pipeline"
+_CODED = re.compile(r"([a-z][a-z0-9-]*): (.*)", re.DOTALL)
+
+
+class RemoteAnalysisError(IchError):
+    """The server refused the study; ``code`` is the project's error code it reported."""
+
+    code = "remote-analysis-failed"
+    title = "Analysis failed on the server"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+def study_files(inputs: InputItem | Iterable[InputItem], limits: InputLimits | None = None
+                ) -> list[bytes]:  # fmt: skip
+    """Every candidate file's bytes (folders walked, zips opened), in a stable order."""
+    return [source.read_bytes() for source in iter_sources(inputs, limits or InputLimits())]
+
+
+class PipelineClient:
+    """``client.analyze(files)`` -> (result, label volume). ``url`` is ``host:port`` of the
+    gRPC (default) or HTTP endpoint."""
+
+    def __init__(self, url: str, protocol: str = "grpc", timeout_s: float = 600.0) -> None:
+        self.protocol = protocol
+        self.timeout_s = timeout_s
+        if protocol == "grpc":
+            import tritonclient.grpc as module
+        elif protocol == "http":
+            import tritonclient.http as module
+        else:
+            raise ValueError(f"protocol must be grpc or http, got {protocol!r}")
+        self._module: Any = module
+        options = {} if protocol == "grpc" else {"network_timeout": timeout_s,
+                                                  "connection_timeout": timeout_s}  # fmt: skip
+        self._client = module.InferenceServerClient(url, **options)
+
+    def analyze(self, files: list[bytes]) -> tuple[ExamResult, np.ndarray]:
+        from tritonclient.utils import InferenceServerException
+
+        data = np.empty(len(files), dtype=np.object_)
+        data[:] = files
+        dicom = self._module.InferInput("dicom", [len(files)], "BYTES")
+        outputs = [self._module.InferRequestedOutput(n) for n in ("result", "label_volume")]
+        if self.protocol == "http":
+            dicom.set_data_from_numpy(data, binary_data=True)
+            outputs = [self._module.InferRequestedOutput(n, binary_data=True)
+                       for n in ("result", "label_volume")]  # fmt: skip
+            options: dict[str, Any] = {}
+        else:
+            dicom.set_data_from_numpy(data)
+            options = {"client_timeout": self.timeout_s}
+        try:
+            response = self._client.infer(PIPELINE, [dicom], outputs=outputs, **options)
+        except InferenceServerException as error:
+            raise _remote_error(error) from None
+        result = ExamResult.model_validate_json(bytes(response.as_numpy("result").reshape(-1)[0]))
+        return result, response.as_numpy("label_volume")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _remote_error(error: Exception) -> RemoteAnalysisError:
+    """The project's code and message out of Triton's wrapping of a step's error."""
+    text = str(getattr(error, "message", lambda: str(error))() or error)
+    for part in re.split(r"\n|(?<=\]) ", text):
+        found = _CODED.search(part.strip())
+        if found and found.group(1) not in {"in", "error"}:
+            return RemoteAnalysisError(found.group(2).strip(), found.group(1))
+    return RemoteAnalysisError(text)

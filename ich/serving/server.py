@@ -1,0 +1,181 @@
+"""The tritonserver binary bundled in ``nvidia-pytriton``, run as a child process.
+
+The bundled server has the python backend only, and its stub finds Python through PATH: the
+backend folder is assembled next to the repository (the wheel stays untouched), this
+interpreter's ``bin`` goes first on PATH and its ``lib`` on LD_LIBRARY_PATH, so the stubs
+import this very environment (numpy<2, the project, torch).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ich.errors import IchError
+
+REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+"""The repository of a source checkout (``ich export`` writes it)."""
+CPU_FLAGS = (
+    "--disable-auto-complete-config",
+    "--pinned-memory-pool-byte-size=0",
+    "--cuda-memory-pool-byte-size=0:0",
+    "--allow-gpu-metrics=false",
+)
+SHM_BYTES = 64 << 20
+"""Initial shared memory per python stub: a 32-plane study's blocks fit without regrowing."""
+
+
+class ServerError(IchError):
+    code = "triton-unavailable"
+    title = "Inference server unavailable"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _bundle() -> Path:
+    try:
+        import pytriton
+    except ImportError as error:
+        raise ServerError(
+            "nvidia-pytriton is not installed: `pip install -e .[serve]` (or `make run`)"
+        ) from error
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def backend_directory(cache: Path) -> Path:
+    """``cache``/backends: the bundled python backend plus the stub for this Python."""
+    bundle = _bundle()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = bundle / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise ServerError(f"the bundled Triton has no python stub for Python {version}")
+    python = cache / "backends" / "python"
+    python.mkdir(parents=True, exist_ok=True)
+    # Links, not copies: the stub finds its libraries relative to where it really lies.
+    for source in [*(bundle / "backends" / "python").glob("*.*"), stub]:
+        target = python / source.name
+        if target.is_symlink() and target.resolve() == source.resolve():
+            continue
+        target.unlink(missing_ok=True)
+        target.symlink_to(source.resolve())
+    return cache / "backends"
+
+
+@dataclass
+class TritonServer:
+    """A tritonserver on 127.0.0.1; ``start()`` returns once every model is ready."""
+
+    repository: Path = REPOSITORY
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    host: str = "127.0.0.1"
+    log_path: Path | None = None
+    cache: Path = Path(".cache/triton")
+
+    def __post_init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    def command(self) -> list[str]:
+        return [
+            str(_bundle() / "bin" / "tritonserver"),
+            f"--model-repository={self.repository.resolve()}",
+            f"--backend-directory={backend_directory(self.cache).resolve()}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            f"--backend-config=python,shm-default-byte-size={SHM_BYTES}",
+            "--backend-config=python,shm-growth-byte-size=" + str(SHM_BYTES),
+            "--exit-on-error=true",
+            "--strict-readiness=true",
+            *CPU_FLAGS,
+        ]
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        bin_dir = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
+        lib = sysconfig.get_config_var("LIBDIR") or ""
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (lib, env.get("LD_LIBRARY_PATH")) if p)
+        env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+        return env
+
+    def start(self, timeout_s: float = 300.0) -> TritonServer:
+        if not (self.repository / "ich_pipeline" / "config.pbtxt").is_file():
+            raise ServerError(
+                f"{self.repository} holds no ich_pipeline: write it with `ich export`"
+            )
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with (self.log_path or self.cache / "tritonserver.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(f"tritonserver exited with {self.process.returncode}: "
+                                  f"{self.log_tail()}")  # fmt: skip
+            if self.ready():
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise ServerError(f"tritonserver not ready after {timeout_s:.0f} s: {self.log_tail()}")
+
+    def ready(self) -> bool:
+        try:
+            return (
+                httpx.get(f"http://{self.http_url}/v2/health/ready", timeout=2).status_code == 200
+            )
+        except httpx.HTTPError:
+            return False
+
+    def log_tail(self, lines: int = 20) -> str:
+        path = self.log_path or self.cache / "tritonserver.log"
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM to the server's process group (server and stubs), SIGKILL if it lingers."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        pid = self.process.pid
+        os.killpg(pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -1,0 +1,70 @@
+"""What the Triton python steps compute, free of Triton and torch (testable in-process).
+
+``preprocess``: the DICOM files of one request -> detector blocks and the series context.
+``postprocess``: the detector's outputs and that context -> result JSON and label volume.
+Both call the code ``ich analyze`` calls, so served and offline results are the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ich.dicom import InputLimits, load
+from ich.errors import IchError
+from ich.pipeline import SeriesContext, finish, prepare
+from ich.preprocess import InputSpec, blocks
+from ich.preprocess.outputs import DetectorOutputs
+from ich.schema import OperatingPoint
+
+
+class SeriesTooLongError(IchError):
+    code = "series-too-long"
+    title = "Series too long"
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    blocks: np.ndarray
+    """float32 (blocks, windows, block planes + context - 1, size, size)."""
+    context: bytes
+    """:class:`SeriesContext` as JSON."""
+
+
+def preprocess(
+    files: Sequence[bytes],
+    spec: InputSpec,
+    block_planes: int,
+    max_blocks: int,
+    limits: InputLimits | None = None,
+) -> Preprocessed:
+    """Ingest the files (series selection included), fit the model grid, cut blocks.
+
+    Raises:
+        DicomInputError: a subclass naming what is wrong with the files.
+        SeriesTooLongError: more model planes than one request may carry.
+    """
+    named = [(f"instance_{i:05d}", bytes(data)) for i, data in enumerate(files)]
+    volume = load(named, limits=limits)
+    prepared = prepare(volume, spec)
+    cut = blocks(prepared.series, spec.context, block_planes)
+    if len(cut) > max_blocks:
+        planes = prepared.grid.planes
+        raise SeriesTooLongError(
+            f"the series spans {planes} model planes of {spec.slab_mm:g} mm; one request "
+            f"carries at most {max_blocks * block_planes}: send a head CT, not a whole-body scan"
+        )
+    context = SeriesContext.of(volume, prepared.grid)
+    return Preprocessed(cut, context.model_dump_json().encode())
+
+
+def postprocess(
+    context: bytes, outputs: Sequence[np.ndarray], operating_point: OperatingPoint
+) -> tuple[bytes, np.ndarray]:
+    """(ExamResult JSON, uint8 label volume of the reported hemorrhages on the series' grid)."""
+    series = SeriesContext.model_validate_json(context)
+    found = DetectorOutputs.from_blocks(outputs, series.grid.planes)
+    result, reported = finish(series, found, operating_point)
+    return result.model_dump_json().encode(), reported
