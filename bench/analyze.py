@@ -25,20 +25,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from study import write_study
 
 from ich.dicom import load
 from ich.model.checkpoint import DEFAULT_MODEL
 from ich.model.runtime import Analyzer
-from ich.phantom.generate import CaseOptions, synthesize
-from ich.phantom.series_writer import encode_series, to_bytes
-
-SLICES = 32
 
 _COLD = """
 import json, resource, sys, time
 start = time.perf_counter()
 from ich.dicom import load
 from ich.model.runtime import Analyzer
+from study import write_study
 from pathlib import Path
 analyzer = Analyzer(Path(sys.argv[2]))
 result, _ = analyzer(load(Path(sys.argv[1])))
@@ -46,19 +44,6 @@ print(json.dumps({"seconds": time.perf_counter() - start,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "any_ich": result.any_ich_probability}))
 """
-
-
-def write_study(folder: Path) -> int:
-    """A synthetic 512x512 study with a bleed, cut to its middle 32 slices. Its slices are
-    4.5 mm: at 5 mm a whole head takes 28-31 slices."""
-    options = CaseOptions(slice_mm=4.5, prevalence=1.0, gantry_tilt_deg=0.0)
-    case = next(c for i in range(20) if len((c := synthesize(7, i, options)).hu) >= SLICES)
-    datasets = encode_series(case.hu, case.spec, case.study)
-    start = max(0, (len(datasets) - SLICES) // 2)
-    chosen = datasets[start : start + SLICES]
-    for n, ds in enumerate(chosen):
-        (folder / f"{n:03d}.dcm").write_bytes(to_bytes(ds))
-    return len(chosen)
 
 
 def median(values: list[float]) -> float:

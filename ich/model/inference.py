@@ -92,14 +92,17 @@ class BatchedMaskRCNN(nn.Module):
             offset += n
         index = torch.cat(picked, dim=1)
         scores = torch.sigmoid(objectness.gather(1, index))
-        anchors = self.anchors[index.reshape(-1)]
+        # Constants follow the input: a frozen file may be loaded onto another device.
+        anchors = self.anchors.to(objectness.device)[index.reshape(-1)]
         codes = regression.gather(1, index[..., None].expand(-1, -1, 4)).reshape(-1, 4)
         boxes = self.rpn_coder.decode_single(codes, anchors)
         boxes = _clip(boxes, self.size).reshape(planes, -1, 4)
         valid = _large_enough(boxes, self.rpn_min_size) & (scores >= self.rpn_score)
         candidates = index.shape[1]
         levels = len(self.top_per_level)
-        groups = self._plane_ids(planes, candidates) * levels + self.proposal_levels
+        groups = self._plane_ids(scores, candidates) * levels + self.proposal_levels.to(
+            scores.device
+        )
         top, position = self._best(boxes, scores, valid, groups, self.rpn_nms, self.proposals)
         chosen = boxes.gather(1, position[..., None].expand(-1, -1, 4))
         return chosen, top >= 0.0
@@ -118,7 +121,7 @@ class BatchedMaskRCNN(nn.Module):
         boxes = boxes.reshape(planes, -1, 4)
         scores = scores.reshape(planes, -1)
         candidate_class = torch.arange(classes - 1, device=scores.device).repeat(count)
-        groups = self._plane_ids(planes, scores.shape[1]) * classes + candidate_class
+        groups = self._plane_ids(scores, scores.shape[1]) * classes + candidate_class
         top, position = self._best(
             boxes, scores, valid.reshape(planes, -1), groups, self.nms_iou, self.detections
         )
@@ -139,9 +142,9 @@ class BatchedMaskRCNN(nn.Module):
     def _pool(self, features: list[Tensor], boxes: Tensor, output: int, sampling: int) -> Tensor:
         """RoIAlign of (planes, R, 4) boxes on the level each one's size maps to (as
         torchvision's MultiScaleRoIAlign, with the plane as the batch index)."""
-        planes, count = boxes.shape[0], boxes.shape[1]
+        count = boxes.shape[1]
         flat = boxes.reshape(-1, 4)
-        plane = self._plane_ids(planes, count).reshape(-1, 1).to(flat.dtype)
+        plane = self._plane_ids(boxes, count).reshape(-1, 1).to(flat.dtype)
         rois = torch.cat([plane, flat], dim=1)
         levels = self.mapper([flat])
         channels = features[0].shape[1]
@@ -154,9 +157,10 @@ class BatchedMaskRCNN(nn.Module):
             out = out.index_put((where,), pooled)
         return out
 
-    def _plane_ids(self, planes: int, count: int) -> Tensor:
-        """int64 (planes, count): each slot's plane."""
-        ids = torch.arange(planes, device=self.proposal_levels.device)
+    def _plane_ids(self, like: Tensor, count: int) -> Tensor:
+        """int64 (planes, count): each slot's plane, for ``like`` (planes, ...)."""
+        planes = like.shape[0]
+        ids = torch.arange(planes, device=like.device)
         return ids[:, None].expand(planes, count)
 
     def _best(

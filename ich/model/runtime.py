@@ -41,9 +41,13 @@ def compile_detector(detector: Detector) -> torch.jit.ScriptModule:
     return optimized_for_cpu(frozen_detector(detector))
 
 
-def torch_forward(detector: torch.nn.Module) -> Callable[[np.ndarray], list[np.ndarray]]:
-    """``detector`` as a numpy function (on its own device), for :func:`run_blocks`."""
-    device = next(iter(detector.parameters()), torch.empty(0)).device
+def torch_forward(
+    detector: torch.nn.Module, device: torch.device | str | None = None
+) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """``detector`` as a numpy function for :func:`run_blocks`, on ``device`` (default: its
+    parameters'; a frozen module has none and needs it named when not on the CPU)."""
+    if device is None:
+        device = next(iter(detector.parameters()), torch.empty(0)).device
 
     def forward(chunk: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
