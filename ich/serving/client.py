@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from tritonclient.utils import InferenceServerException
 
 from ich.dicom import InputLimits
 from ich.dicom.sources import InputItem, iter_sources
@@ -14,7 +15,7 @@ from ich.errors import IchError
 from ich.schema import ExamResult
 
 PIPELINE = "ich_pipeline"
-_CODED = re.compile(r"([a-z][a-z0-9-]*): (.*)", re.DOTALL)
+_STEP_ERROR = re.compile(r"(?:in ensemble '[^']*', )?([a-z][a-z0-9-]*): (.*)", re.DOTALL)
 
 
 class RemoteAnalysisError(IchError):
@@ -40,8 +41,7 @@ class PipelineClient:
     gRPC (default) or HTTP endpoint."""
 
     def __init__(self, url: str, protocol: str = "grpc", timeout_s: float = 600.0) -> None:
-        self.protocol = protocol
-        self.timeout_s = timeout_s
+        self.url, self.protocol, self.timeout_s = url, protocol, timeout_s
         if protocol == "grpc":
             import tritonclient.grpc as module
         elif protocol == "http":
@@ -54,8 +54,6 @@ class PipelineClient:
         self._client = module.InferenceServerClient(url, **options)
 
     def analyze(self, files: list[bytes]) -> tuple[ExamResult, np.ndarray]:
-        from tritonclient.utils import InferenceServerException
-
         data = np.empty(len(files), dtype=np.object_)
         data[:] = files
         dicom = self._module.InferInput("dicom", [len(files)], "BYTES")
@@ -72,6 +70,10 @@ class PipelineClient:
             response = self._client.infer(PIPELINE, [dicom], outputs=outputs, **options)
         except InferenceServerException as error:
             raise _remote_error(error) from None
+        except OSError as error:  # the HTTP client's refused or reset connections
+            raise RemoteAnalysisError(
+                f"Triton is unreachable at {self.url}: {error}", "triton-unavailable"
+            ) from None
         result = ExamResult.model_validate_json(bytes(response.as_numpy("result").reshape(-1)[0]))
         return result, response.as_numpy("label_volume")
 
@@ -79,11 +81,13 @@ class PipelineClient:
         self._client.close()
 
 
-def _remote_error(error: Exception) -> RemoteAnalysisError:
-    """The project's code and message out of Triton's wrapping of a step's error."""
-    text = str(getattr(error, "message", lambda: str(error))() or error)
-    for part in re.split(r"\n|(?<=\]) ", text):
-        found = _CODED.search(part.strip())
-        if found and found.group(1) not in {"in", "error"}:
-            return RemoteAnalysisError(found.group(2).strip(), found.group(1))
-    return RemoteAnalysisError(text)
+def _remote_error(error: InferenceServerException) -> RemoteAnalysisError:
+    """The project's code and message out of Triton's wrapping of a step's error
+    (``in ensemble 'ich_pipeline', no-dicom: ...``)."""
+    text = error.message() or str(error)
+    found = _STEP_ERROR.match(text)
+    if found:
+        return RemoteAnalysisError(found.group(2), found.group(1))
+    if "UNAVAILABLE" in str(error.status()):
+        return RemoteAnalysisError(f"Triton is unreachable: {text}", "triton-unavailable")
+    return RemoteAnalysisError(f"Triton answered: {text}")

@@ -9,6 +9,7 @@ import this very environment (numpy<2, the project, torch).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,6 +33,10 @@ CPU_FLAGS = (
 )
 SHM_BYTES = 64 << 20
 """Initial shared memory per python stub: a 32-plane study's blocks fit without regrowing."""
+
+
+_CPU_NOISE = re.compile(r"CudaDriverHelper|unable to create stream|CUDA driver version")
+"""Errors a CPU-only machine always logs, harmlessly."""
 
 
 class ServerError(IchError):
@@ -111,6 +116,7 @@ class TritonServer:
             f"--backend-config=python,shm-default-byte-size={SHM_BYTES}",
             "--backend-config=python,shm-growth-byte-size=" + str(SHM_BYTES),
             "--exit-on-error=true",
+            "--exit-timeout-secs=10",
             "--strict-readiness=true",
             *CPU_FLAGS,
         ]
@@ -157,10 +163,12 @@ class TritonServer:
         except httpx.HTTPError:
             return False
 
-    def log_tail(self, lines: int = 20) -> str:
+    def log_tail(self, lines: int = 12) -> str:
+        """The server's error lines (or its last lines when it logged none)."""
         path = self.log_path or self.cache / "tritonserver.log"
-        text = path.read_text(errors="replace") if path.is_file() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        text = path.read_text(errors="replace").splitlines() if path.is_file() else []
+        errors = [line for line in text if line.startswith("E") and not _CPU_NOISE.search(line)]
+        return "\n".join((errors or text)[-lines:])
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM to the server's process group (server and stubs), SIGKILL if it lingers."""

@@ -11,7 +11,7 @@ import pytest
 from ich.dicom import load
 from ich.model.runtime import Analyzer
 from ich.serving.client import PipelineClient, RemoteAnalysisError, study_files
-from ich.serving.server import TritonServer
+from ich.serving.server import TritonServer, free_port
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 
@@ -70,10 +70,18 @@ def test_bad_input_is_named_and_the_server_stays_up(
         assert caught.value.code == "no-dicom"
         files = study_files(next(small_synth.glob("case_*")) / "dicom")
         with pytest.raises(RemoteAnalysisError) as caught:
-            client.analyze(files[:1] + [files[0][: len(files[0]) // 2]])
+            client.analyze([*files[:1], files[0][: len(files[0]) // 2]])
         assert caught.value.code != "internal-error", caught.value.message
         result, _ = client.analyze(files)
         assert result.study_uid
     finally:
         client.close()
     assert triton.ready()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_an_unreachable_server_is_named_as_such(protocol: str) -> None:
+    client = PipelineClient(f"127.0.0.1:{free_port()}", protocol, timeout_s=10)
+    with pytest.raises(RemoteAnalysisError) as caught:
+        client.analyze([b"anything"])
+    assert caught.value.code == "triton-unavailable"

@@ -1,0 +1,105 @@
+"""``ich analyze`` in-process against the same study through Triton (gRPC), in one run.
+
+The 32-slice 512x512 benchmark study; medians over repeats of a warm analysis from DICOM
+files to result (in-process: ingestion + model + results; served: the client sending the
+files and receiving result and label volume). Then throughput (studies/s) with 1, 2 and 4
+concurrent clients, and the peak resident memory of the server and its python stubs.
+Target: Triton / in-process latency at most 1.15.
+
+    .venv/bin/python bench/triton.py [--repeats 5] [--repository model_repository]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from study import write_study
+
+from ich.dicom import load
+from ich.model.runtime import Analyzer
+from ich.serving.client import PipelineClient, study_files
+from ich.serving.server import REPOSITORY, TritonServer, free_port
+
+
+def peak_mb(pid: int) -> dict[str, float]:
+    """VmHWM (peak resident set) of ``pid`` and each of its children, in MB."""
+    peaks = {}
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for p in [pid, *map(int, children)]:
+        status = Path(f"/proc/{p}/status").read_text().splitlines()
+        name = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+        label = "tritonserver" if p == pid else _stub_name(name)
+        hwm = next(line for line in status if line.startswith("VmHWM"))
+        peaks[f"{label} ({p})"] = int(hwm.split()[1]) / 1024
+    return peaks
+
+
+def _stub_name(cmdline: list[bytes]) -> str:
+    """The model instance a python stub serves (its command line names its shared memory)."""
+    text = b" ".join(cmdline).decode(errors="replace")
+    for model in ("ich_preprocess", "ich_detector", "ich_postprocess"):
+        if model in text:
+            return f"stub {model}"
+    return "stub"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repository", type=Path, default=REPOSITORY)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        slices = write_study(folder)
+        analyzer = Analyzer()
+        analyzer(load(folder))
+        local = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            analyzer(load(folder))
+            local.append(time.perf_counter() - start)
+        del analyzer
+        server = TritonServer(args.repository, free_port(), free_port(), free_port())
+        with server:
+            files = study_files(folder)
+            client = PipelineClient(server.grpc_url)
+            client.analyze(files)
+            served = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                client.analyze(files)
+                served.append(time.perf_counter() - start)
+            client.close()
+            throughput = {}
+            for workers in (1, 2, 4):
+                clients = [PipelineClient(server.grpc_url) for _ in range(workers)]
+                per_client = max(2, args.repeats // workers)
+                start = time.perf_counter()
+                with ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(lambda c, n=per_client: [c.analyze(files) for _ in range(n)],
+                                  clients))  # fmt: skip
+                throughput[workers] = workers * per_client / (time.perf_counter() - start)
+                for c in clients:
+                    c.close()
+            assert server.process is not None
+            memory = peak_mb(server.process.pid)
+    ours, theirs = statistics.median(local), statistics.median(served)
+    print(f"study: {slices} slices, 512x512 ({sum(map(len, files)) / 2**20:.0f} MB of DICOM)")
+    print(f"in-process ich analyze, warm (median of {args.repeats})  {ours:6.2f} s")
+    print(f"through Triton, gRPC, warm (median of {args.repeats})   {theirs:6.2f} s")
+    print(f"ratio Triton / in-process                       {theirs / ours:6.2f} "
+          f"(target <= 1.15: {theirs / ours <= 1.15})")  # fmt: skip
+    for workers, rate in throughput.items():
+        print(f"throughput, {workers} concurrent client(s)           {rate:6.2f} studies/s")
+    for name, mb in memory.items():
+        print(f"peak memory {name:40s} {mb:7.0f} MB")
+    print(f"peak memory, server and stubs together       {sum(memory.values()):7.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
