@@ -10,13 +10,13 @@ REAL_CQ500 := ../shared/data/real/cq500/dicom
 # pip's notes about optional local indexes are noise on machines that lack them.
 QUIET_PIP := grep -v -e "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: venv run test lint bench clean train-data train ship-model evaluate
+.PHONY: venv run test lint bench clean train-data train ship-model export evaluate
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV) (torch, pytriton and the project; first time takes a few minutes)"
-	@$(BIN)/python -m pip install -q -e ".[model,serve,dev]" 2>&1 | $(QUIET_PIP)
-	@$(BIN)/python -c "import ich, torch, pydicom, pylibjpeg" 
+	@$(BIN)/python -m pip install -q -e ".[model,serve,export,dev]" 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -c "import ich, torch, pydicom, pylibjpeg, tritonclient.grpc, onnxruntime"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,6 +34,12 @@ run: venv
 	@echo "Try ingestion on your own DICOM:  $(BIN)/ich inspect PATH [--json] [--decode]"
 	@echo "Write a synthetic data set:       $(BIN)/ich synth --out DIR --studies N --seed S [--prevalence P] [--background phantom|real]"
 	@echo "All commands:                     $(BIN)/ich --help"
+	@echo
+	@echo "Starting Triton with the shipped model (model_repository) on 127.0.0.1; Ctrl-C stops it."
+	@echo "From another terminal, analyse a study through it (gRPC 8001, HTTP 8000):"
+	@echo "  $(BIN)/ich analyze $(DEMO)/case_00000/dicom --server 127.0.0.1:8001"
+	@echo "  $(BIN)/ich analyze $(DEMO)/case_00000/dicom --server 127.0.0.1:8000 --protocol http"
+	@$(BIN)/ich triton
 
 lint: venv
 	$(BIN)/ruff check .
@@ -48,6 +54,7 @@ bench: venv
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/analyze.py
+	$(BIN)/python bench/triton.py
 
 # The shipped model, reproduced (see docs/model-card.md): data, training, evaluation.
 DATA := .data
@@ -66,6 +73,11 @@ train: train-data
 
 ship-model:
 	cp runs/cpu-default/model.pt ich/model/weights/ich-cpu-default.pt
+	$(BIN)/ich export
+
+# The Triton model repository from the shipped model (TorchScript, CPU); see export/README.md.
+export: venv
+	$(BIN)/ich export
 
 evaluate: venv
 	$(BIN)/ich evaluate --data $(DATA)/test_phantom --out docs/evaluation/test_phantom

@@ -25,6 +25,10 @@ import pytest
         "ich.overlays",
         "ich.model.config",
         "ich.evaluate.operating",
+        "ich.serving.steps",
+        "ich.serving.backend",
+        "ich.serving.client",
+        "ich.serving.server",
     ],
 )
 def test_torch_free_modules_do_not_import_torch(module: str) -> None:

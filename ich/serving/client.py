@@ -15,7 +15,7 @@ from ich.errors import IchError
 from ich.schema import ExamResult
 
 PIPELINE = "ich_pipeline"
-_STEP_ERROR = re.compile(r"(?:in ensemble '[^']*', )?([a-z][a-z0-9-]*): (.*)", re.DOTALL)
+_STEP_ERROR = re.compile(r"(?:in ensemble '[^']*', )?([a-z][a-z0-9_-]*): (.*)", re.DOTALL)
 
 
 class RemoteAnalysisError(IchError):

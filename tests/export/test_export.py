@@ -32,6 +32,7 @@ def _texts(root: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_the_committed_repository_is_what_ich_export_writes(tmp_path: Path) -> None:
     """A stale repository (model retrained, config changed) fails here: re-run `ich export`."""
     done = export_repository(DEFAULT_MODEL, tmp_path, Format.torchscript, Target.cpu)
