@@ -596,7 +596,8 @@ def export_command(
 
 
 def _interrupt(*_: object) -> None:
-    """SIGTERM stops ``ich triton`` as Ctrl-C does (the server is stopped on the way out)."""
+    """Ctrl-C, SIGTERM and a closed terminal stop ``ich triton`` and its server (also where
+    SIGINT was inherited ignored, as in background jobs)."""
     raise KeyboardInterrupt
 
 
@@ -616,7 +617,8 @@ def triton_command(
     from ich.serving.server import REPOSITORY, ServerError, TritonServer
 
     server = TritonServer(repository or REPOSITORY, http_port, grpc_port, metrics_port)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, _interrupt)
     try:
         server.start()
         console.print(f"Triton ready: HTTP {server.http_url}, gRPC {server.grpc_url} "

@@ -8,6 +8,7 @@ import this very environment (numpy<2, the project, torch).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -31,6 +32,7 @@ CPU_FLAGS = (
     "--cuda-memory-pool-byte-size=0:0",
     "--allow-gpu-metrics=false",
 )
+_PR_SET_PDEATHSIG = 1
 SHM_BYTES = 64 << 20
 """Initial shared memory per python stub: a 32-plane study's blocks fit without regrowing."""
 
@@ -77,6 +79,13 @@ def backend_directory(cache: Path) -> Path:
         target.unlink(missing_ok=True)
         target.symlink_to(source.resolve())
     return cache / "backends"
+
+
+def _stop_with_parent() -> None:
+    """In the child: SIGTERM when the process that started the server dies, however it dies
+    (Linux), so a killed test run or ``ich triton`` leaves no server behind."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -143,6 +152,7 @@ class TritonServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_stop_with_parent,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
