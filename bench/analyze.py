@@ -36,7 +36,6 @@ import json, resource, sys, time
 start = time.perf_counter()
 from ich.dicom import load
 from ich.model.runtime import Analyzer
-from study import write_study
 from pathlib import Path
 analyzer = Analyzer(Path(sys.argv[2]))
 result, _ = analyzer(load(Path(sys.argv[1])))

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
+import tritonclient.http as httpclient
 
 from ich.dicom import load
-from ich.model.runtime import Analyzer
+from ich.model.runtime import Analyzer, torch_forward
+from ich.preprocess import BLOCK_PLANES, BLOCKS_PER_CALL, run_blocks
+from ich.serving.backend import DETECTOR_OUTPUTS
 from ich.serving.client import PipelineClient, RemoteAnalysisError, study_files
 from ich.serving.server import TritonServer, free_port
+from ich.serving.steps import preprocess
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 
@@ -85,3 +90,42 @@ def test_an_unreachable_server_is_named_as_such(protocol: str) -> None:
     with pytest.raises(RemoteAnalysisError) as caught:
         client.analyze([b"anything"])
     assert caught.value.code == "triton-unavailable"
+
+
+def _detector_counts(triton: TritonServer) -> tuple[int, int]:
+    stats = httpx.get(f"http://{triton.http_url}/v2/models/ich_detector/stats").json()
+    model = stats["model_stats"][0]
+    return int(model["inference_count"]), int(model["execution_count"])
+
+
+def test_the_detector_batches_concurrent_studies_and_answers_each_its_own(
+    triton: TritonServer, analyzer: Analyzer, small_synth: Path
+) -> None:
+    """Requests queued while the detector is busy run as one batch (dynamic batching); each
+    gets back the outputs of its own blocks."""
+    spec = analyzer.config.input
+    studies = [
+        preprocess(study_files(case / "dicom"), spec, BLOCK_PLANES, 32).blocks
+        for case in sorted(small_synth.glob("case_*"))
+    ]
+    before = _detector_counts(triton)
+    client = httpclient.InferenceServerClient(triton.http_url, concurrency=len(studies))
+    answers = []
+    try:
+        for blocks in studies:
+            request = httpclient.InferInput("blocks", list(blocks.shape), "FP32")
+            request.set_data_from_numpy(blocks, binary_data=True)
+            answers.append(client.async_infer("ich_detector", [request]))
+        results = [answer.get_result(timeout=300) for answer in answers]
+    finally:
+        client.close()
+    inferences, executions = (a - b for a, b in zip(_detector_counts(triton), before, strict=True))
+    assert inferences == sum(len(b) for b in studies)
+    assert executions < len(studies), "no request was batched with another"
+    forward = torch_forward(analyzer.detector)
+    for blocks, result in zip(studies, results, strict=True):
+        expected = run_blocks(forward, blocks, BLOCKS_PER_CALL)
+        served = [result.as_numpy(name) for name in DETECTOR_OUTPUTS]
+        np.testing.assert_array_equal(served[4], expected[4])  # counts per plane
+        np.testing.assert_array_equal(served[1], expected[1])  # classes
+        np.testing.assert_allclose(served[2], expected[2], atol=1e-4)  # scores
