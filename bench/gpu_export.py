@@ -1,9 +1,10 @@
 """The exported detector on an NVIDIA GPU: parity with PyTorch on the CPU and latency.
 
 On the benchmark study (32 slices, 512x512: two blocks of 16 model planes) it checks the
-TorchScript file as ``pytorch_libtorch`` would load it (``torch.jit.load`` onto the GPU), the
-ONNX file with onnxruntime, and TensorRT FP32/FP16 engines where the ``tensorrt`` package is
-installed; each against the eager PyTorch detector on the CPU, with the largest differences.
+TorchScript file as ``pytorch_libtorch`` would load it (``torch.jit.load`` onto the GPU) and
+the ONNX file with onnxruntime against the eager PyTorch detector on the CPU, and TensorRT
+FP32/FP16 engines, where the ``tensorrt`` package is installed, against it on the GPU; each
+with the largest differences.
 Latency is the median over repeats of one forward pass on both blocks, synchronised.
 
     python bench/gpu_export.py [--repeats 20] [--out DIR]
@@ -94,6 +95,8 @@ def main() -> None:
                 report[parity.runtime] = parity.model_dump()
         except ExportError as error:
             report["tensorrt"] = f"unverified: {error.message}"
+        except Exception as error:  # keep the rest of the report
+            report["tensorrt"] = f"failed: {type(error).__name__}: {error}"
     print(json.dumps(report, indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_export.json").write_text(json.dumps(report, indent=2))

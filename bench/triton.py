@@ -29,7 +29,9 @@ from ich.serving.server import REPOSITORY, TritonServer, free_port
 def peak_mb(pid: int) -> dict[str, float]:
     """VmHWM (peak resident set) of ``pid`` and each of its children, in MB."""
     peaks = {}
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    # Stubs are started from the server's loader threads: read every thread's children.
+    tasks = Path(f"/proc/{pid}/task").glob("*/children")
+    children = [c for task in tasks for c in task.read_text().split()]
     for p in [pid, *map(int, children)]:
         status = Path(f"/proc/{p}/status").read_text().splitlines()
         name = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")

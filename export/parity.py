@@ -7,40 +7,44 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel
 
-OUTPUT_NAMES = ("boxes", "labels", "scores", "masks", "counts")
+from ich.serving.backend import DETECTOR_OUTPUTS
+
+OUTPUT_NAMES = tuple(name.split("__")[0] for name in DETECTOR_OUTPUTS)
+FP32 = {"boxes": 0.5, "scores": 1e-3, "masks": 0.02}
+"""Largest differences accepted of an FP32 runtime: boxes in model pixels, probabilities."""
+FP16 = {"boxes": 2.0, "scores": 2e-2, "masks": 0.1}
 
 
 class Parity(BaseModel):
     """Largest absolute differences per output, and whether the detections agree: the same
-    number per plane, the same classes, scores within ``score_tolerance``."""
+    number per plane and the same classes, boxes, scores and masks within ``tolerances``."""
 
     runtime: str
     max_abs_diff: dict[str, float]
     detections: int
     detections_agree: bool
-    score_tolerance: float
+    tolerances: dict[str, float]
 
 
 def compare(
     runtime: str,
     reference: Sequence[np.ndarray],
     candidate: Sequence[np.ndarray],
-    score_tolerance: float = 1e-3,
+    tolerances: dict[str, float] = FP32,
 ) -> Parity:
     diffs = {
         name: float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
         for name, a, b in zip(OUTPUT_NAMES, reference, candidate, strict=True)
     }
-    _, labels, _, _, counts = reference
     agree = (
-        np.array_equal(counts, candidate[4])
-        and np.array_equal(labels, candidate[1])
-        and diffs["scores"] <= score_tolerance
+        diffs["counts"] == 0
+        and diffs["labels"] == 0
+        and all(diffs[name] <= limit for name, limit in tolerances.items())
     )
     return Parity(
         runtime=runtime,
         max_abs_diff=diffs,
-        detections=int(np.asarray(counts).sum()),
+        detections=int(np.asarray(reference[4]).sum()),
         detections_agree=bool(agree),
-        score_tolerance=score_tolerance,
+        tolerances=tolerances,
     )

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-import numpy as np
-
 from export.errors import ExportError
 from export.parity import Parity
+from export.sample import sample_blocks
 from ich.model.checkpoint import load_model
 from ich.model.detector import Detector
-from ich.preprocess import BLOCK_PLANES, BLOCKS_PER_CALL
+from ich.preprocess import BLOCK_PLANES, BLOCKS_PER_CALL, InputSpec
 from ich.serving.backend import DETECTOR_OUTPUTS
 
 MAX_BLOCKS = 32
@@ -82,36 +83,21 @@ def export_repository(
     network, config, operating_point, _ = load_model(model)
     detector = Detector.for_config(network, config)
     spec = config.input
-    block = (len(spec.windows), BLOCK_PLANES + spec.context - 1, spec.size, spec.size)
-    example = np.random.default_rng(0).random((2, *block), dtype=np.float32)
-    version = repository / "ich_detector" / "1"
-    version.mkdir(parents=True, exist_ok=True)
-    for stale in WEIGHTS.values():
-        (version / stale).unlink(missing_ok=True)
-    parity: list[Parity] = []
-    if fmt is Format.torchscript:
-        from export.torchscript import export_torchscript
-
-        weights = version / WEIGHTS[fmt]
-        export_torchscript(detector, weights)
-    else:
-        from export.onnx import check_onnx, export_onnx
-
-        weights = version / WEIGHTS[Format.onnx]
-        export_onnx(detector, weights, example[:1])
-        if check:
-            parity.append(check_onnx(weights, detector, example))
-        if fmt is Format.tensorrt:
-            from export.tensorrt import build_engine, check_engine
-
-            plan = version / WEIGHTS[fmt]
-            build_engine(weights, plan, block, MAX_BLOCKS, fp16)
-            weights.unlink()
-            weights = plan
-            if check:
-                parity.append(check_engine(plan, detector, example, fp16))
-    if any(not p.detections_agree for p in parity):
-        raise ExportError(f"the exported detector disagrees with PyTorch: {parity}")
+    block = _block_shape(spec)
+    with tempfile.TemporaryDirectory() as staging:
+        staged, parity = _export_weights(detector, spec, fmt, Path(staging), check, fp16)
+        failed = [p for p in parity if not p.detections_agree or p.detections == 0]
+        if failed:
+            raise ExportError(
+                f"the exported detector does not answer like PyTorch on a sample study "
+                f"(the repository is left as it was): {failed}"
+            )
+        # Only now the old weights go: a failed export leaves a working repository.
+        version = repository / "ich_detector" / "1"
+        version.mkdir(parents=True, exist_ok=True)
+        for stale in WEIGHTS.values():
+            (version / stale).unlink(missing_ok=True)
+        weights = Path(shutil.move(staged, version / staged.name))
     k = detector.max_detections
     shapes = {
         "boxes__0": ("TYPE_FP32", [BLOCK_PLANES, k, 4]),
@@ -135,6 +121,37 @@ def export_repository(
     (repository / "ich_pipeline" / "1").mkdir(parents=True, exist_ok=True)
     (repository / "ich_pipeline" / "1" / ".keep").write_text("")
     return Exported(repository, weights, parity)
+
+
+def _block_shape(spec: InputSpec) -> tuple[int, int, int, int]:
+    """One block of detector input: (windows, planes with context, size, size)."""
+    return (len(spec.windows), BLOCK_PLANES + spec.context - 1, spec.size, spec.size)
+
+
+def _export_weights(
+    detector: Detector, spec: InputSpec, fmt: Format, folder: Path, check: bool, fp16: bool
+) -> tuple[Path, list[Parity]]:
+    """The detector file for ``fmt`` in ``folder``, and its parity checks (ONNX, TensorRT)."""
+    if fmt is Format.torchscript:
+        from export.torchscript import export_torchscript
+
+        export_torchscript(detector, folder / WEIGHTS[fmt])
+        return folder / WEIGHTS[fmt], []
+    from export.onnx import check_onnx, export_onnx
+
+    example = sample_blocks(spec)
+    onnx_path = folder / WEIGHTS[Format.onnx]
+    export_onnx(detector, onnx_path, example[:1])
+    parity = [check_onnx(onnx_path, detector, example)] if check else []
+    if fmt is Format.onnx:
+        return onnx_path, parity
+    from export.tensorrt import build_engine, check_engine
+
+    plan = folder / WEIGHTS[fmt]
+    build_engine(onnx_path, plan, _block_shape(spec), MAX_BLOCKS, fp16)
+    if check:
+        parity.append(check_engine(plan, detector, example, fp16))
+    return plan, parity
 
 
 class _Writer:
@@ -170,6 +187,14 @@ def _parameters(values: Mapping[str, object]) -> str:
         f"parameters {{ key: {json.dumps(k)} value {{ string_value: {json.dumps(str(v))} }} }}\n"
         for k, v in values.items()
     )
+
+
+def _results() -> list[str]:
+    """What the postprocess and so the ensemble return."""
+    return [
+        _tensor("result", "TYPE_STRING", [1]),
+        _tensor("label_volume", "TYPE_UINT8", [-1, -1, -1]),
+    ]
 
 
 def _instances(count: int, kind: str) -> str:
@@ -229,13 +254,7 @@ def _postprocess(operating_point_json: str, shapes: Mapping[str, tuple[str, list
     return (
         'backend: "python"\nmax_batch_size: 0\n'
         + _tensors("input", inputs)
-        + _tensors(
-            "output",
-            [
-                _tensor("result", "TYPE_STRING", [1]),
-                _tensor("label_volume", "TYPE_UINT8", [-1, -1, -1]),
-            ],
-        )
+        + _tensors("output", _results())
         + _instances(2, "KIND_CPU")
         + _parameters({"operating_point": operating_point_json})
     )
@@ -264,13 +283,7 @@ def _ensemble() -> str:
     return (
         'platform: "ensemble"\nmax_batch_size: 0\n'
         + _tensors("input", [_tensor("dicom", "TYPE_STRING", [-1])])
-        + _tensors(
-            "output",
-            [
-                _tensor("result", "TYPE_STRING", [1]),
-                _tensor("label_volume", "TYPE_UINT8", [-1, -1, -1]),
-            ],
-        )
+        + _tensors("output", _results())
         + "ensemble_scheduling {\n  step [\n"
         + ",\n".join(steps)
         + "\n  ]\n}\n"

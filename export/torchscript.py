@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
 
 from ich.model.detector import Detector
-from ich.model.runtime import frozen_detector
+from ich.model.runtime import frozen_detector, quiet_jit
 
 
 def export_torchscript(detector: Detector, path: Path) -> None:
@@ -16,6 +15,5 @@ def export_torchscript(detector: Detector, path: Path) -> None:
     step optimises it for inference after loading, as ``ich analyze`` does."""
     path.parent.mkdir(parents=True, exist_ok=True)
     module = frozen_detector(detector)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+    with quiet_jit():
         torch.jit.save(module, str(path))

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ich.dicom.volume import Volume
+from ich.errors import IchError
 from ich.preprocess import InputSpec, ModelGrid, model_input
 from ich.preprocess.outputs import DetectorOutputs, detections_on_volume
 from ich.quantify import Geometry, instances_from_labels
@@ -30,8 +31,24 @@ class Prepared:
     """float32 (windows, planes + context - 1, size, size), see :func:`model_input`."""
 
 
-def prepare(volume: Volume, spec: InputSpec) -> Prepared:
+class SeriesTooLongError(IchError):
+    code = "series-too-long"
+    title = "Series too long"
+
+
+def prepare(volume: Volume, spec: InputSpec, max_planes: int | None = None) -> Prepared:
+    """The model grid and input of ``volume``.
+
+    Raises:
+        SeriesTooLongError: more than ``max_planes`` model planes (checked before the
+            input is built, so an oversized series costs no memory).
+    """
     grid = ModelGrid.fit(volume.hu, volume.spacing_mm, spec)
+    if max_planes is not None and grid.planes > max_planes:
+        raise SeriesTooLongError(
+            f"the series spans {grid.planes} model planes of {spec.slab_mm:g} mm; at most "
+            f"{max_planes} are analysed at once: send a head CT, not a whole-body scan"
+        )
     return Prepared(grid, model_input(grid.hu_planes(volume.hu), spec))
 
 

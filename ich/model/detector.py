@@ -35,7 +35,7 @@ class Detector(nn.Module):
             probe = self.backbone(torch.zeros(1, windows, context, size, size))
         self.heads = BatchedMaskRCNN(network, size, [f.shape[-1] for f in probe.values()])
         self.max_detections = self.heads.detections
-        self.mask_size = 28
+        self.mask_size = self.heads.mask_side
 
     @classmethod
     def for_config(cls, network: MaskRCNN, config: ModelConfig) -> Detector:

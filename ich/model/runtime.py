@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +20,27 @@ from ich.preprocess.outputs import DetectorOutputs
 from ich.schema import ExamResult, OperatingPoint
 
 
+@contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Without torch.jit's deprecation notices: TorchScript is still what Triton's libtorch
+    backend loads."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
 def frozen_detector(detector: Detector) -> torch.jit.ScriptModule:
     """TorchScript, frozen (batch norm folded into the convolutions): what export saves.
 
     Device-neutral; :func:`optimized_for_cpu` is applied after loading, since the graphs it
     rewrites (MKLDNN layouts) cannot be saved and loaded back.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+    with quiet_jit():
         return torch.jit.freeze(torch.jit.script(detector.eval()))
 
 
 def optimized_for_cpu(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
+    with quiet_jit():
         return torch.jit.optimize_for_inference(module)
 
 

@@ -28,10 +28,6 @@ class DetectorOutputs:
     """int (planes,): real detections per plane."""
 
     @classmethod
-    def concatenate(cls, parts: list[DetectorOutputs]) -> DetectorOutputs:
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__annotations__))
-
-    @classmethod
     def from_blocks(cls, arrays: Sequence[np.ndarray], planes: int) -> DetectorOutputs:
         """The detector's (blocks, P, ...) outputs as ``planes`` planes (block fill dropped)."""
         flat = [a.reshape(-1, *a.shape[2:])[:planes] for a in arrays]

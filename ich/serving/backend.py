@@ -92,9 +92,9 @@ class PreprocessStep(_Step):
 
 
 class DetectorStep(_Step):
-    """``blocks`` of every queued request, run together (Triton's dynamic batching), with the
-    exported file in the version folder: TorchScript through torch, or ONNX through
-    onnxruntime."""
+    """``blocks`` -> the five detector outputs, with the exported file in the version folder:
+    TorchScript through torch, or ONNX through onnxruntime. Triton's dynamic batching hands
+    it the requests queued while it was busy."""
 
     def setup(self) -> None:
         runtime = self.parameters.get("runtime", "torchscript")
@@ -104,11 +104,12 @@ class DetectorStep(_Step):
         if runtime == "torchscript":
             import torch
 
-            from ich.model.runtime import optimized_for_cpu, torch_forward
+            from ich.model.runtime import optimized_for_cpu, quiet_jit, torch_forward
 
             if threads:
                 torch.set_num_threads(threads)
-            module = torch.jit.load(str(path), map_location="cpu").eval()
+            with quiet_jit():
+                module = torch.jit.load(str(path), map_location="cpu").eval()
             self.forward = torch_forward(optimized_for_cpu(module))
         elif runtime == "onnx":
             import onnxruntime
@@ -122,27 +123,14 @@ class DetectorStep(_Step):
         else:
             raise ValueError(f"unknown detector runtime {runtime!r}: torchscript or onnx")
 
-    def execute(self, requests: list[Any]) -> list[Any]:
+    def run(self, request: Any) -> list[Any]:
+        """One request's blocks in ``per_call`` chunks, as ``ich analyze`` runs a study: a
+        batch of queued requests is answered request by request, so each gets the same numbers
+        as in-process and a failure stays with its own request."""
         from ich.preprocess import run_blocks
 
-        try:
-            inputs = [self.input(request, "blocks") for request in requests]
-            outputs = run_blocks(self.forward, np.concatenate(inputs), self.per_call)
-        except Exception as error:
-            log.exception("detector failed on %d requests", len(requests))
-            failure = self.pb.TritonError(problem_message(error))
-            return [self.pb.InferenceResponse(output_tensors=[], error=failure) for _ in requests]
-        responses = []
-        start = 0
-        for part in inputs:
-            stop = start + len(part)
-            tensors = [
-                self.pb.Tensor(name, np.ascontiguousarray(values[start:stop]))
-                for name, values in zip(DETECTOR_OUTPUTS, outputs, strict=True)
-            ]
-            responses.append(self.pb.InferenceResponse(output_tensors=tensors))
-            start = stop
-        return responses
+        outputs = run_blocks(self.forward, self.input(request, "blocks"), self.per_call)
+        return [self.pb.Tensor(n, o) for n, o in zip(DETECTOR_OUTPUTS, outputs, strict=True)]
 
 
 class PostprocessStep(_Step):

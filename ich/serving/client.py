@@ -15,6 +15,7 @@ from ich.errors import IchError
 from ich.schema import ExamResult
 
 PIPELINE = "ich_pipeline"
+OUTPUTS = ("result", "label_volume")
 _STEP_ERROR = re.compile(r"(?:in ensemble '[^']*', )?([a-z][a-z0-9_-]*): (.*)", re.DOTALL)
 
 
@@ -57,14 +58,13 @@ class PipelineClient:
         data = np.empty(len(files), dtype=np.object_)
         data[:] = files
         dicom = self._module.InferInput("dicom", [len(files)], "BYTES")
-        outputs = [self._module.InferRequestedOutput(n) for n in ("result", "label_volume")]
-        if self.protocol == "http":
+        if self.protocol == "http":  # binary tensors, not JSON lists of bytes
             dicom.set_data_from_numpy(data, binary_data=True)
-            outputs = [self._module.InferRequestedOutput(n, binary_data=True)
-                       for n in ("result", "label_volume")]  # fmt: skip
+            outputs = [self._module.InferRequestedOutput(n, binary_data=True) for n in OUTPUTS]
             options: dict[str, Any] = {}
         else:
             dicom.set_data_from_numpy(data)
+            outputs = [self._module.InferRequestedOutput(n) for n in OUTPUTS]
             options = {"client_timeout": self.timeout_s}
         try:
             response = self._client.infer(PIPELINE, [dicom], outputs=outputs, **options)

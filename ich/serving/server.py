@@ -8,6 +8,7 @@ import this very environment (numpy<2, the project, torch).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -79,6 +80,11 @@ def backend_directory(cache: Path) -> Path:
         target.unlink(missing_ok=True)
         target.symlink_to(source.resolve())
     return cache / "backends"
+
+
+def _signal_group(group: int, sent: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, sent)
 
 
 def _stop_with_parent() -> None:
@@ -181,16 +187,18 @@ class TritonServer:
         return "\n".join((errors or text)[-lines:])
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM to the server's process group (server and stubs), SIGKILL if it lingers."""
-        if self.process is None or self.process.poll() is not None:
+        """SIGTERM to the server's process group (server and stubs), SIGKILL if it lingers;
+        also after the server died alone, so no stub outlives it."""
+        if self.process is None:
             return
-        pid = self.process.pid
-        os.killpg(pid, signal.SIGTERM)
+        group = self.process.pid
+        _signal_group(group, signal.SIGTERM)
         try:
             self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(pid, signal.SIGKILL)
+            _signal_group(group, signal.SIGKILL)
             self.process.wait()
+        _signal_group(group, signal.SIGKILL)  # stubs still in the group, if any
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -13,16 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ich.dicom import InputLimits, load
-from ich.errors import IchError
 from ich.pipeline import SeriesContext, finish, prepare
 from ich.preprocess import InputSpec, blocks
 from ich.preprocess.outputs import DetectorOutputs
 from ich.schema import OperatingPoint
-
-
-class SeriesTooLongError(IchError):
-    code = "series-too-long"
-    title = "Series too long"
 
 
 @dataclass(frozen=True)
@@ -48,14 +42,8 @@ def preprocess(
     """
     named = [(f"instance_{i:05d}", bytes(data)) for i, data in enumerate(files)]
     volume = load(named, limits=limits)
-    prepared = prepare(volume, spec)
+    prepared = prepare(volume, spec, max_planes=max_blocks * block_planes)
     cut = blocks(prepared.series, spec.context, block_planes)
-    if len(cut) > max_blocks:
-        planes = prepared.grid.planes
-        raise SeriesTooLongError(
-            f"the series spans {planes} model planes of {spec.slab_mm:g} mm; one request "
-            f"carries at most {max_blocks * block_planes}: send a head CT, not a whole-body scan"
-        )
     context = SeriesContext.of(volume, prepared.grid)
     return Preprocessed(cut, context.model_dump_json().encode())
 

@@ -16,7 +16,7 @@ from export.repository import Format, Target, export_repository, sha256
 from ich.cli import app
 from ich.dicom import load
 from ich.model.checkpoint import DEFAULT_MODEL
-from ich.model.runtime import Analyzer
+from ich.model.runtime import Analyzer, quiet_jit
 from ich.serving.client import PipelineClient, study_files
 from ich.serving.server import REPOSITORY, TritonServer, free_port
 
@@ -32,7 +32,6 @@ def _texts(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_the_committed_repository_is_what_ich_export_writes(tmp_path: Path) -> None:
     """A stale repository (model retrained, config changed) fails here: re-run `ich export`."""
     done = export_repository(DEFAULT_MODEL, tmp_path, Format.torchscript, Target.cpu)
@@ -41,8 +40,9 @@ def test_the_committed_repository_is_what_ich_export_writes(tmp_path: Path) -> N
         f'"{sha256(DEFAULT_MODEL)}"' in (REPOSITORY / "ich_detector" / "config.pbtxt").read_text()
     )
     blocks = torch.rand(1, 3, 20, 256, 256)
-    fresh = torch.jit.load(str(done.weights))
-    committed = torch.jit.load(str(REPOSITORY / "ich_detector" / "1" / "model.pt"))
+    with quiet_jit():
+        fresh = torch.jit.load(str(done.weights))
+        committed = torch.jit.load(str(REPOSITORY / "ich_detector" / "1" / "model.pt"))
     with torch.inference_mode():
         for a, b in zip(fresh(blocks), committed(blocks), strict=True):
             assert torch.equal(a, b)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from torchvision.ops import batched_nms
 
 from ich.model.backbone import HybridBackbone
 from ich.model.checkpoint import ModelFileError, load_model, save_model
 from ich.model.config import DetectorConfig, ModelConfig, Stage
 from ich.model.detector import Detector
+from ich.model.inference import grouped_nms
 from ich.model.mask_rcnn import build_mask_rcnn
 from ich.model.runtime import compile_detector
 from ich.preprocess import InputSpec
@@ -111,3 +114,19 @@ def test_model_files_round_trip_and_bad_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match="not a readable model file"):
         load_model(tmp_path / "junk.pt")
+
+
+def test_traced_grouped_nms_keeps_what_torchvision_keeps_group_by_group() -> None:
+    """The exported graph's single NMS over 2560 groups (32 blocks x 16 planes x 5 levels)."""
+    g = torch.Generator().manual_seed(0)
+    corner = torch.rand(6000, 2, generator=g) * 200
+    boxes = torch.cat([corner, corner + torch.rand(6000, 2, generator=g) * 50 + 1], dim=1)
+    scores = torch.rand(6000, generator=g)
+    groups = torch.randint(0, 2560, (6000,), generator=g)
+    expected = batched_nms(boxes, scores, groups, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's note on data-dependent shapes
+        traced = torch.jit.trace(
+            lambda b, s, k: grouped_nms(b, s, k, 0.5, 257.0), (boxes, scores, groups)
+        )
+    assert torch.equal(traced(boxes, scores, groups), expected)
