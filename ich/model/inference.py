@@ -118,7 +118,7 @@ class BatchedMaskRCNN(nn.Module):
         self, features: list[Tensor], proposals: Tensor, proposal_ok: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         planes, count = proposals.shape[0], proposals.shape[1]
-        pooled = self._pool(features, proposals, self.box_pool[0], self.box_pool[1])
+        pooled = self._pool(features, self._rois(proposals), self.box_pool)
         logits, regression = self.box_predictor(self.box_head(pooled))
         classes = self.classes
         boxes = self.box_coder.decode_single(regression, proposals.reshape(-1, 4))
@@ -136,26 +136,32 @@ class BatchedMaskRCNN(nn.Module):
         labels = (position % (classes - 1) + 1) * found
         boxes = boxes.gather(1, position[..., None].expand(-1, -1, 4)) * found[..., None]
         scores = top * found
-        masks = self._masks(features, boxes, labels) * found[..., None, None]
+        masks = self._masks(features, boxes, labels, found)
         return boxes, labels, scores, masks, found.sum(dim=1)
 
-    def _masks(self, features: list[Tensor], boxes: Tensor, labels: Tensor) -> Tensor:
-        pooled = self._pool(features, boxes, self.mask_pool[0], self.mask_pool[1])
-        logits = self.mask_predictor(self.mask_head(pooled))
-        side = logits.shape[-1]
-        chosen = logits.gather(1, labels.reshape(-1, 1, 1, 1).expand(-1, 1, side, side))
-        return torch.sigmoid(chosen).reshape(boxes.shape[0], boxes.shape[1], side, side)
+    def _masks(
+        self, features: list[Tensor], boxes: Tensor, labels: Tensor, found: Tensor
+    ) -> Tensor:
+        """(planes, K, side, side) mask probabilities, computed for real detections only (a
+        plane holds a few of its K slots), zero elsewhere."""
+        planes, slots = boxes.shape[0], boxes.shape[1]
+        real = torch.where(found.reshape(-1))[0]
+        plane = torch.div(real, slots, rounding_mode="floor").to(boxes.dtype)
+        rois = torch.cat([plane[:, None], boxes.reshape(-1, 4)[real]], dim=1)
+        logits = self.mask_predictor(self.mask_head(self._pool(features, rois, self.mask_pool)))
+        side = self.mask_side
+        index = labels.reshape(-1)[real].reshape(-1, 1, 1, 1).expand(-1, 1, side, side)
+        chosen = torch.sigmoid(logits.gather(1, index))[:, 0]
+        masks = boxes.new_zeros((planes * slots, side, side)).index_put((real,), chosen)
+        return masks.reshape(planes, slots, side, side)
 
-    def _pool(self, features: list[Tensor], boxes: Tensor, output: int, sampling: int) -> Tensor:
-        """RoIAlign of (planes, R, 4) boxes on the level each one's size maps to (as
-        torchvision's MultiScaleRoIAlign, with the plane as the batch index)."""
-        count = boxes.shape[1]
-        flat = boxes.reshape(-1, 4)
-        plane = self._plane_ids(boxes, count).reshape(-1, 1).to(flat.dtype)
-        rois = torch.cat([plane, flat], dim=1)
-        levels = self.mapper([flat])
-        channels = features[0].shape[1]
-        out = flat.new_zeros((flat.shape[0], channels, output, output))
+    def _pool(self, features: list[Tensor], rois: Tensor, shape: tuple[int, int]) -> Tensor:
+        """RoIAlign of (N, 5) rois (plane, x1, y1, x2, y2) on the level each one's size maps
+        to, as torchvision's MultiScaleRoIAlign with the plane as the batch index. ``shape``
+        is (output side, sampling ratio)."""
+        output, sampling = shape
+        levels = self.mapper([rois[:, 1:]])
+        out = rois.new_zeros((rois.shape[0], features[0].shape[1], output, output))
         for level in range(self.pooled_levels):
             where = torch.where(levels == level)[0]
             pooled = roi_align(
@@ -163,6 +169,11 @@ class BatchedMaskRCNN(nn.Module):
             )
             out = out.index_put((where,), pooled)
         return out
+
+    def _rois(self, boxes: Tensor) -> Tensor:
+        """(planes x R, 5) rois of (planes, R, 4) boxes."""
+        plane = self._plane_ids(boxes, boxes.shape[1]).reshape(-1, 1).to(boxes.dtype)
+        return torch.cat([plane, boxes.reshape(-1, 4)], dim=1)
 
     def _plane_ids(self, like: Tensor, count: int) -> Tensor:
         """int64 (planes, count): each slot's plane, for ``like`` (planes, ...)."""
