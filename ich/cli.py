@@ -622,7 +622,7 @@ def triton_command(
     try:
         server.start()
         console.print(f"Triton ready: HTTP {server.http_url}, gRPC {server.grpc_url} "
-                      f"(pid {server.process.pid}); Ctrl-C stops it")  # fmt: skip
+                      f"(pid {server.process.pid}, log {server.log}); Ctrl-C stops it")  # fmt: skip
         console.print(f"Analyse a study through it: ich analyze PATH --server {server.grpc_url}")
         while server.process.poll() is None:
             time.sleep(1)

@@ -104,7 +104,8 @@ class TritonServer:
     metrics_port: int = 8002
     host: str = "127.0.0.1"
     log_path: Path | None = None
-    cache: Path = Path(".cache/triton")
+    cache: Path = REPOSITORY.parent / ".cache" / "triton"
+    """Backend folder and, unless ``log_path`` says otherwise, the server's log."""
 
     def __post_init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
@@ -151,7 +152,7 @@ class TritonServer:
                 f"{self.repository} holds no ich_pipeline: write it with `ich export`"
             )
         self.cache.mkdir(parents=True, exist_ok=True)
-        with (self.log_path or self.cache / "tritonserver.log").open("wb") as log:
+        with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 self.command(),
                 env=self.environment(),
@@ -179,9 +180,13 @@ class TritonServer:
         except httpx.HTTPError:
             return False
 
+    @property
+    def log(self) -> Path:
+        return self.log_path or self.cache / "tritonserver.log"
+
     def log_tail(self, lines: int = 12) -> str:
         """The server's error lines (or its last lines when it logged none)."""
-        path = self.log_path or self.cache / "tritonserver.log"
+        path = self.log
         text = path.read_text(errors="replace").splitlines() if path.is_file() else []
         errors = [line for line in text if line.startswith("E") and not _CPU_NOISE.search(line)]
         return "\n".join((errors or text)[-lines:])
