@@ -3,16 +3,24 @@ bad input."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from typer.testing import CliRunner
 
+from ich.cli import app
 from ich.dicom import load
 from ich.model.runtime import Analyzer, torch_forward
 from ich.preprocess import BLOCK_PLANES, BLOCKS_PER_CALL, run_blocks
+from ich.schema import ExamResult
 from ich.serving.backend import DETECTOR_OUTPUTS
 from ich.serving.client import PipelineClient, RemoteAnalysisError, study_files
 from ich.serving.server import TritonServer, free_port
@@ -128,3 +136,34 @@ def test_the_detector_batches_concurrent_studies_and_answers_each_its_own(
         served = [result.as_numpy(name) for name in DETECTOR_OUTPUTS]
         for name, a, b in zip(DETECTOR_OUTPUTS, served, expected, strict=True):
             np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_ich_analyze_through_the_server_prints_the_in_process_result(
+    triton: TritonServer, analyzer: Analyzer, small_synth: Path
+) -> None:
+    folder = sorted(small_synth.glob("case_*"))[0] / "dicom"
+    out = CliRunner().invoke(app, ["analyze", str(folder), "--json", "--server", triton.grpc_url])
+    assert out.exit_code == 0, out.output
+    assert ExamResult.model_validate_json(out.stdout) == analyzer(load(folder))[0]
+    out = CliRunner().invoke(app, ["analyze", str(folder), "--server", f"127.0.0.1:{free_port()}"])
+    assert out.exit_code == 2 and "unreachable" in out.output
+
+
+def test_ich_triton_serves_until_sigterm_and_stops_its_server() -> None:
+    ports = [str(free_port()) for _ in range(3)]
+    command = [sys.executable, "-m", "ich", "triton", "--http-port", ports[0],
+               "--grpc-port", ports[1], "--metrics-port", ports[2]]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        lines = iter(process.stdout.readline, "")
+        ready = next(line for line in lines if "Triton ready" in line or "rror" in line)
+        assert "Triton ready" in ready
+        server_pid = int(re.search(r"pid (\d+)", ready).group(1))  # type: ignore[union-attr]
+        assert httpx.get(f"http://127.0.0.1:{ports[0]}/v2/health/ready").status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        process.kill()
+    with pytest.raises(ProcessLookupError):
+        os.kill(server_pid, 0)
