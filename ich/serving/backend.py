@@ -18,7 +18,7 @@ import numpy as np
 
 from ich.errors import IchError
 from ich.logs import uid_digest
-from ich.preprocess import InputSpec
+from ich.preprocess import InputSpec, run_blocks
 from ich.schema import OperatingPoint
 from ich.serving.steps import postprocess, preprocess
 
@@ -127,8 +127,6 @@ class DetectorStep(_Step):
         """One request's blocks in ``per_call`` chunks, as ``ich analyze`` runs a study: a
         batch of queued requests is answered request by request, so each gets the same numbers
         as in-process and a failure stays with its own request."""
-        from ich.preprocess import run_blocks
-
         outputs = run_blocks(self.forward, self.input(request, "blocks"), self.per_call)
         return [self.pb.Tensor(n, o) for n, o in zip(DETECTOR_OUTPUTS, outputs, strict=True)]
 
