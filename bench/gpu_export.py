@@ -13,6 +13,7 @@ Latency is the median over repeats of one forward pass on both blocks, synchroni
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import tempfile
@@ -72,7 +73,7 @@ def main() -> None:
             "torchscript-cuda", reference, on_gpu(cut)
         ).model_dump()
         gpu_blocks = torch.from_numpy(cut).cuda()
-        eager = Detector.for_config(load_model(DEFAULT_MODEL)[0], config).cuda().eval()
+        eager = copy.deepcopy(detector).cuda()
         with torch.inference_mode():
             report["latency_s"] = {
                 "torchscript_fp32": timed(lambda: scripted(gpu_blocks), args.repeats),

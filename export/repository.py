@@ -13,10 +13,10 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from export.errors import ExportError
+from export.formats import PLATFORMS, WEIGHTS, Format, Target
 from export.parity import Parity
 from export.sample import sample_blocks
 from ich.model.checkpoint import load_model
@@ -28,26 +28,6 @@ MAX_BLOCKS = 32
 """Blocks one request may carry (512 model planes): the detector's max_batch_size."""
 QUEUE_DELAY_US = 2000
 """How long the detector waits to batch blocks of concurrent studies."""
-
-
-class Format(StrEnum):
-    torchscript = "torchscript"
-    onnx = "onnx"
-    tensorrt = "tensorrt"
-
-
-WEIGHTS = {Format.torchscript: "model.pt", Format.onnx: "model.onnx", Format.tensorrt: "model.plan"}
-PLATFORMS = {
-    Format.torchscript: "pytorch_libtorch",
-    Format.onnx: "onnxruntime_onnx",
-    Format.tensorrt: "tensorrt_plan",
-}
-"""The GPU image's native backend for each format."""
-
-
-class Target(StrEnum):
-    cpu = "cpu"
-    gpu = "gpu"
 
 
 @dataclass(frozen=True)
@@ -98,13 +78,12 @@ def export_repository(
         for stale in WEIGHTS.values():
             (version / stale).unlink(missing_ok=True)
         weights = Path(shutil.move(staged, version / staged.name))
-    k = detector.max_detections
+    k, side = detector.max_detections, detector.mask_size
+    per_plane = [("TYPE_FP32", [k, 4]), ("TYPE_INT64", [k]), ("TYPE_FP32", [k]),
+                 ("TYPE_FP32", [k, side, side]), ("TYPE_INT64", [])]  # fmt: skip
     shapes = {
-        "boxes__0": ("TYPE_FP32", [BLOCK_PLANES, k, 4]),
-        "labels__1": ("TYPE_INT64", [BLOCK_PLANES, k]),
-        "scores__2": ("TYPE_FP32", [BLOCK_PLANES, k]),
-        "masks__3": ("TYPE_FP32", [BLOCK_PLANES, k, detector.mask_size, detector.mask_size]),
-        "counts__4": ("TYPE_INT64", [BLOCK_PLANES]),
+        name: (dtype, [BLOCK_PLANES, *dims])
+        for name, (dtype, dims) in zip(DETECTOR_OUTPUTS, per_plane, strict=True)
     }
     provenance = {"source_model": model.name, "source_sha256": sha256(model)}
     write = _Writer(repository)

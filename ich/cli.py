@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from export.formats import Format, Target
 from ich import __version__
 from ich.dicom import DicomInputError, SelectionPolicy, inspect, load
 from ich.errors import IchError
@@ -557,10 +558,12 @@ def _real_slices(analyzer: Analyzer, real: Path, out: Path) -> None:
 
 @app.command("export")
 def export_command(
-    kind: Annotated[
-        str, typer.Option("--format", help="torchscript, onnx or tensorrt.")
-    ] = "torchscript",
-    target: Annotated[str, typer.Option(help="cpu (bundled Triton) or gpu (NGC image).")] = "cpu",
+    fmt: Annotated[Format, typer.Option("--format", help="Detector file format.")] = (
+        Format.torchscript
+    ),
+    target: Annotated[
+        Target, typer.Option(help="cpu (bundled Triton) or gpu (NGC image).")
+    ] = Target.cpu,
     model: Annotated[
         Path | None, typer.Option(help="Model file (default: the shipped CPU model).")
     ] = None,
@@ -573,17 +576,13 @@ def export_command(
     ] = True,
 ) -> None:
     """Export the detector and write the Triton model repository around it."""
-    from export.repository import Format, Target, export_repository
+    from export.repository import export_repository
     from ich.model.checkpoint import DEFAULT_MODEL
     from ich.serving.server import REPOSITORY
 
     try:
-        fmt, tgt = Format(kind), Target(target)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
-    try:
         done = export_repository(
-            model or DEFAULT_MODEL, repository or REPOSITORY, fmt, tgt, check, fp16
+            model or DEFAULT_MODEL, repository or REPOSITORY, fmt, target, check, fp16
         )
     except IchError as exc:
         raise _fail(exc) from exc

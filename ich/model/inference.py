@@ -17,12 +17,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.rpn import concat_box_prediction_layers
-from torchvision.ops import batched_nms, nms, roi_align
+from torchvision.ops import batched_nms, clip_boxes_to_image, nms, roi_align
 from torchvision.ops.poolers import LevelMapper
-
-
-def _clip(boxes: Tensor, size: int) -> Tensor:
-    return boxes.clamp(min=0.0, max=float(size))
 
 
 def _large_enough(boxes: Tensor, min_size: float) -> Tensor:
@@ -103,7 +99,7 @@ class BatchedMaskRCNN(nn.Module):
         anchors = self.anchors.to(objectness.device)[index.reshape(-1)]
         codes = regression.gather(1, index[..., None].expand(-1, -1, 4)).reshape(-1, 4)
         boxes = self.rpn_coder.decode_single(codes, anchors)
-        boxes = _clip(boxes, self.size).reshape(planes, -1, 4)
+        boxes = clip_boxes_to_image(boxes, (self.size, self.size)).reshape(planes, -1, 4)
         valid = _large_enough(boxes, self.rpn_min_size) & (scores >= self.rpn_score)
         candidates = index.shape[1]
         levels = len(self.top_per_level)
@@ -122,7 +118,9 @@ class BatchedMaskRCNN(nn.Module):
         logits, regression = self.box_predictor(self.box_head(pooled))
         classes = self.classes
         boxes = self.box_coder.decode_single(regression, proposals.reshape(-1, 4))
-        boxes = _clip(boxes.reshape(planes, count, classes, 4)[:, :, 1:], self.size)
+        boxes = clip_boxes_to_image(
+            boxes.reshape(planes, count, classes, 4)[:, :, 1:], (self.size, self.size)
+        )
         scores = torch.softmax(logits, -1).reshape(planes, count, classes)[:, :, 1:]
         valid = (scores > self.score_thresh) & _large_enough(boxes, 1e-2) & proposal_ok[..., None]
         boxes = boxes.reshape(planes, -1, 4)
@@ -146,8 +144,7 @@ class BatchedMaskRCNN(nn.Module):
         plane holds a few of its K slots), zero elsewhere."""
         planes, slots = boxes.shape[0], boxes.shape[1]
         real = torch.where(found.reshape(-1))[0]
-        plane = torch.div(real, slots, rounding_mode="floor").to(boxes.dtype)
-        rois = torch.cat([plane[:, None], boxes.reshape(-1, 4)[real]], dim=1)
+        rois = self._rois(boxes)[real]
         logits = self.mask_predictor(self.mask_head(self._pool(features, rois, self.mask_pool)))
         side = self.mask_side
         index = labels.reshape(-1)[real].reshape(-1, 1, 1, 1).expand(-1, 1, side, side)

@@ -12,7 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from export.errors import ExportError
-from export.repository import Format, Target, export_repository, sha256
+from export.formats import Format, Target
+from export.repository import export_repository, sha256
 from ich.cli import app
 from ich.dicom import load
 from ich.model.checkpoint import DEFAULT_MODEL
