@@ -605,9 +605,9 @@ def triton_command(
     repository: Annotated[
         Path | None, typer.Option(help="Model repository (default: model_repository).")
     ] = None,
-    http_port: Annotated[int, typer.Option(help="HTTP port on 127.0.0.1.")] = 8000,
-    grpc_port: Annotated[int, typer.Option(help="gRPC port on 127.0.0.1.")] = 8001,
-    metrics_port: Annotated[int, typer.Option(help="Metrics port on 127.0.0.1.")] = 8002,
+    http_port: Annotated[int, typer.Option(help="HTTP port on 127.0.0.1.")] = 8010,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port on 127.0.0.1.")] = 8011,
+    metrics_port: Annotated[int, typer.Option(help="Metrics port on 127.0.0.1.")] = 8012,
 ) -> None:
     """Run the bundled Triton server with the model repository until interrupted."""
     import signal
@@ -632,3 +632,87 @@ def triton_command(
         raise _fail(exc) from exc
     finally:
         server.stop()
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address the gateway binds.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
+    triton: Annotated[
+        bool, typer.Option(help="Start Triton here (else use ICH_TRITON_URL).")
+    ] = True,
+    repository: Annotated[Path | None, typer.Option(help="Model repository for Triton.")] = None,
+    example: Annotated[
+        Path | None, typer.Option(help="Study folder named in the examples.")
+    ] = None,
+) -> None:
+    """Run Triton, the REST gateway and its database (SQLite, or DATABASE_URL) until Ctrl-C."""
+    import signal
+
+    from api.serve import serve
+    from api.settings import Settings
+
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, _interrupt)
+    try:
+        serve(Settings.from_env(), host, port, triton, repository, example)
+    except KeyboardInterrupt:
+        console.print("stopped")
+    except IchError as exc:
+        raise _fail(exc) from exc
+
+
+keys_app = typer.Typer(help="API keys of the gateway's clients (one per client).")
+app.add_typer(keys_app, name="keys")
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    from api.db import connect
+    from api.settings import Settings
+
+    return connect(Settings.from_env().url)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who the key is for, e.g. the integration.")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="analyses:write and/or analyses:read (default both)."),
+    ] = None,
+) -> None:
+    """Create a client and print its API key and webhook secret (shown only once)."""
+    from api.keys import SCOPES, create_key
+
+    try:
+        issued = create_key(_engine(), name, tuple(scope or SCOPES))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    console.print(f"client   {issued.client.id} ({name}), scopes {' '.join(issued.client.scopes)}")
+    console.print(f"api key  {issued.key}")
+    console.print(f"webhook  {issued.client.webhook_secret}  (verifies ICH-Signature)")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every client: key prefix, scopes, created, revoked."""
+    from api.keys import list_keys
+
+    table = Table("client", "name", "prefix", "scopes", "created", "revoked")
+    columns = ("client_id", "name", "prefix", "scopes", "created", "revoked")
+    for row in list_keys(_engine()):
+        table.add_row(*(str(row[k] or "") for k in columns))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="Key prefix (the part after ich_) or client id.")],
+) -> None:
+    """Revoke a client's key: its requests are refused from now on."""
+    from api.keys import revoke_key
+
+    try:
+        console.print(f"revoked client {revoke_key(_engine(), key)}")
+    except IchError as exc:
+        raise _fail(exc) from exc

@@ -159,6 +159,33 @@ class Hemorrhage(_Model):
     masks: list[SliceMask] = Field(default_factory=list)
 
 
+class SliceDetection(_Model):
+    """One detection on one plane, as part of a reported hemorrhage."""
+
+    index: int = Field(description="Plane index k of the analysed volume (inferior first).")
+    sop_instance_uid: str | None = Field(
+        default=None, description="The source image the plane is, or None if interpolated."
+    )
+    frame_number: int | None = Field(default=None, description="1-based frame, multi-frame.")
+    hemorrhage_class: HemorrhageClass
+    score: float
+    hemorrhage_id: int = Field(description="The hemorrhage (``Hemorrhage.id``) it belongs to.")
+    box_pixels: tuple[int, int, int, int] = Field(
+        description="(column0, row0, column1, row1) on the analysed plane, stops exclusive."
+    )
+    box_lps_mm: tuple[float, float, float, float, float, float] = Field(
+        description="(x0, y0, z0, x1, y1, z1) patient-coordinate box of the pixel edges."
+    )
+
+
+class ModelInfo(_Model):
+    """The model that produced a result, as SEG, SR and the gateway name it."""
+
+    name: str
+    version: str
+    sha256: str | None = Field(default=None, description="Digest of the model's weights file.")
+
+
 class ClassFinding(_Model):
     """Exam-level result for one class."""
 
@@ -195,6 +222,11 @@ class ExamResult(_Model):
     any_ich_threshold: float
     classes: list[ClassFinding]
     hemorrhages: list[Hemorrhage]
+    detections: list[SliceDetection] = Field(
+        default_factory=list,
+        description="Per-plane detections of the reported hemorrhages, one per plane they "
+        "cover, with pixel and patient-coordinate boxes.",
+    )
     shape: tuple[int, int, int] = Field(description="(z, y, x) of the analysed volume.")
     spacing_mm: tuple[float, float, float]
     operating_point: OperatingPoint

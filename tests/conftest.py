@@ -1,8 +1,9 @@
-"""Shared fixtures: the real samples in ../shared/data/real and synthetic series builders."""
+"""Shared fixtures: the real samples in ../shared/data/real, synthetic series builders, and one
+real tritonserver per session (free ports, stopped by its process id)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ich.phantom.series_writer import (
     write_enhanced_series,
     write_series,
 )
+from ich.serving.server import TritonServer, free_port
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
@@ -101,3 +103,19 @@ def small_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     options = CaseOptions(prevalence=1.0, matrix=128, slice_mm=5.0)
     write_dataset(out, DatasetPlan(5, 4, synthesize, options, 0.0), {"seed": 5}, workers=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    logs = tmp_path_factory.mktemp("triton")
+    server = TritonServer(
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_path=logs / "tritonserver.log",
+        cache=logs,
+    )
+    server.start()
+    yield server
+    server.stop()
+    assert server.process is not None and server.process.poll() is not None

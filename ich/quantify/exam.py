@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ich.quantify.instances import Instance
-from ich.quantify.measure import Geometry, measure
+from ich.quantify.measure import Geometry, measure, slice_detections
 from ich.quantify.rle import encode_label_volume
 from ich.schema import (
     ClassFinding,
@@ -41,6 +41,7 @@ def exam_result(
     thresholds = operating_point.thresholds
     kept = [i for i in instances if i.score >= thresholds[i.hemorrhage_class]]
     hemorrhages = [measure(i, geometry, n, masks) for n, i in enumerate(kept, start=1)]
+    detections = [d for n, i in enumerate(kept, start=1) for d in slice_detections(i, geometry, n)]
     findings = []
     for hemorrhage_class in HemorrhageClass:
         mine = [h for h in hemorrhages if h.hemorrhage_class is hemorrhage_class]
@@ -68,6 +69,7 @@ def exam_result(
         any_ich_threshold=operating_point.any_ich,
         classes=findings,
         hemorrhages=hemorrhages,
+        detections=sorted(detections, key=lambda d: (d.index, d.hemorrhage_id)),
         shape=geometry.shape,
         spacing_mm=geometry.spacing_mm,
         operating_point=operating_point,

@@ -39,6 +39,8 @@ class Instance:
     region: tuple[slice, slice, slice]
     mask: np.ndarray
     """bool, the shape of ``region``."""
+    plane_scores: tuple[float, ...] = ()
+    """Highest score on each plane of ``region`` (empty without a score volume)."""
 
     @property
     def voxels(self) -> int:
@@ -63,8 +65,13 @@ def instances_from_labels(
             mask = components[region] == number
             if mask.sum() < min_voxels:
                 continue
-            best = 1.0 if score is None else float(score[region][mask].max())
-            found.append(Instance(hemorrhage_class, best, region, mask))
+            if score is None:
+                best, planes = 1.0, ()
+            else:
+                inside = np.where(mask, score[region], 0.0)
+                planes = tuple(float(v) for v in inside.max(axis=(1, 2)))
+                best = max(planes)
+            found.append(Instance(hemorrhage_class, best, region, mask, planes))
     found.sort(key=lambda i: (i.hemorrhage_class.label, -i.voxels))
     return found
 

@@ -16,7 +16,7 @@ from scipy.spatial import ConvexHull, QhullError
 from ich.quantify.instances import Instance
 from ich.quantify.rle import encode_rle
 from ich.quantify.strata import stratum_of
-from ich.schema import Hemorrhage, HemorrhageClass, SliceMask
+from ich.schema import Hemorrhage, HemorrhageClass, SliceDetection, SliceMask
 
 
 class _VolumeLike(Protocol):
@@ -110,6 +110,46 @@ def abc2_ml(
     return a * b * slices * spacing_mm[0] / 2.0 / 1000.0
 
 
+def _lps_box(
+    geometry: Geometry, low: np.ndarray, high: np.ndarray
+) -> tuple[float, float, float, float, float, float]:
+    """(x0, y0, z0, x1, y1, z1) patient box of the voxel edges of voxels [low, high)."""
+    corners = np.array([[k, i, j] for k in (low[0], high[0]) for i in (low[1], high[1])
+                        for j in (low[2], high[2])]) - 0.5  # fmt: skip
+    patient = geometry.to_patient(corners)
+    return (
+        *(round(float(v), 2) for v in patient.min(axis=0)),
+        *(round(float(v), 2) for v in patient.max(axis=0)),
+    )  # type: ignore[return-value]
+
+
+def slice_detections(instance: Instance, geometry: Geometry, number: int) -> list[SliceDetection]:
+    """One record per plane of an instance: its box there and the best score on that plane."""
+    region, found = instance.region, []
+    uids, frames = geometry.plane_sop_instance_uids, geometry.plane_frame_numbers
+    for plane, voxels in enumerate(instance.mask):
+        rows, cols = np.nonzero(voxels)
+        if not len(rows):
+            continue
+        k = int(region[0].start + plane)
+        low = np.array([k, region[1].start + rows.min(), region[2].start + cols.min()])
+        high = np.array([k + 1, region[1].start + rows.max() + 1, region[2].start + cols.max() + 1])
+        score = instance.plane_scores[plane] if instance.plane_scores else instance.score
+        found.append(
+            SliceDetection(
+                index=k,
+                sop_instance_uid=uids[k] if uids else None,
+                frame_number=frames[k] if frames else None,
+                hemorrhage_class=instance.hemorrhage_class,
+                score=round(score, 4),
+                hemorrhage_id=number,
+                box_pixels=(int(low[2]), int(low[1]), int(high[2]), int(high[1])),
+                box_lps_mm=_lps_box(geometry, low, high),
+            )
+        )
+    return found
+
+
 def measure(instance: Instance, geometry: Geometry, number: int, masks: bool = True) -> Hemorrhage:
     """The :class:`~ich.schema.Hemorrhage` record of an instance (``number`` is its id)."""
     region, mask = instance.region, instance.mask
@@ -118,18 +158,6 @@ def measure(instance: Instance, geometry: Geometry, number: int, masks: bool = T
     start = np.array([s.start for s in region])
     voxels = np.argwhere(mask) + start
     low, high = voxels.min(axis=0), voxels.max(axis=0) + 1
-    corners = (
-        np.array(
-            [
-                [k, i, j]
-                for k in (low[0], high[0])
-                for i in (low[1], high[1])
-                for j in (low[2], high[2])
-            ]
-        )
-        - 0.5
-    )
-    patient = geometry.to_patient(corners)
     volume = round(instance.voxels * geometry.voxel_ml, 4)  # the stratum of what is shown
     planes = np.flatnonzero(mask.any(axis=(1, 2)))
     slice_masks = []
@@ -159,10 +187,7 @@ def measure(instance: Instance, geometry: Geometry, number: int, masks: bool = T
             round(float(n * s), 2) for n, s in zip(high - low, geometry.spacing_mm, strict=True)
         ),
         bbox_voxels=(*(int(v) for v in low), *(int(v) for v in high)),
-        bbox_lps_mm=(
-            *(round(float(v), 2) for v in patient.min(axis=0)),
-            *(round(float(v), 2) for v in patient.max(axis=0)),
-        ),
+        bbox_lps_mm=_lps_box(geometry, low, high),
         centroid_lps_mm=tuple(round(float(v), 2) for v in geometry.to_patient(voxels.mean(0))),
         abc2_ml=(
             round(abc2_ml(mask, geometry.spacing_mm), 4)

@@ -12,9 +12,10 @@ from tritonclient.utils import InferenceServerException
 from ich.dicom import InputLimits
 from ich.dicom.sources import InputItem, iter_sources
 from ich.errors import IchError
-from ich.schema import ExamResult
+from ich.schema import ExamResult, ModelInfo
 
 PIPELINE = "ich_pipeline"
+DETECTOR = "ich_detector"
 OUTPUTS = ("result", "label_volume")
 _STEP_ERROR = re.compile(r"(?:in ensemble '[^']*', )?([a-z][a-z0-9_-]*): (.*)", re.DOTALL)
 
@@ -76,6 +77,33 @@ class PipelineClient:
             ) from None
         result = ExamResult.model_validate_json(bytes(response.as_numpy("result").reshape(-1)[0]))
         return result, response.as_numpy("label_volume")
+
+    def ready(self) -> bool:
+        """True when the server answers and the pipeline is loaded (never raises)."""
+        try:
+            return bool(self._client.is_model_ready(PIPELINE))
+        except Exception:  # refused, reset, timed out: all mean "not ready"
+            return False
+
+    def model_info(self) -> ModelInfo:
+        """The served detector's name, pipeline version and weights digest (from the configs
+        ``ich export`` wrote)."""
+        try:
+            config = self._client.get_model_config(DETECTOR)
+            metadata = self._client.get_model_metadata(PIPELINE)
+        except InferenceServerException as error:
+            raise _remote_error(error) from None
+        if self.protocol == "http":  # JSON dicts
+            parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+            versions = metadata.get("versions", [])
+        else:  # protobuf messages
+            parameters = {k: v.string_value for k, v in config.config.parameters.items()}
+            versions = list(metadata.versions)
+        return ModelInfo(
+            name=parameters.get("source_model", DETECTOR).removesuffix(".pt"),
+            version=max(versions, key=int, default="1"),
+            sha256=parameters.get("source_sha256"),
+        )
 
     def close(self) -> None:
         self._client.close()

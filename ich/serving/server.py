@@ -27,6 +27,8 @@ from ich.errors import IchError
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 """The repository of a source checkout (``ich export`` writes it)."""
+PORTS = (8010, 8011, 8012)
+"""Default HTTP, gRPC and metrics ports (8000 is the gateway's)."""
 CPU_FLAGS = (
     "--disable-auto-complete-config",
     "--pinned-memory-pool-byte-size=0",
@@ -99,9 +101,9 @@ class TritonServer:
     """A tritonserver on 127.0.0.1; ``start()`` returns once every model is ready."""
 
     repository: Path = REPOSITORY
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
+    http_port: int = PORTS[0]
+    grpc_port: int = PORTS[1]
+    metrics_port: int = PORTS[2]
     host: str = "127.0.0.1"
     log_path: Path | None = None
     cache: Path = REPOSITORY.parent / ".cache" / "triton"

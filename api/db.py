@@ -1,0 +1,102 @@
+"""The job store's tables (SQLAlchemy Core) on SQLite (WAL) or PostgreSQL.
+
+One schema for both: clients (API keys, hashed), analyses (the jobs and their results) and an
+append-only audit trail. SQLite is the embedded default; ``DATABASE_URL`` picks PostgreSQL for
+several gateway replicas.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+
+metadata = MetaData()
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("key_prefix", String(16), unique=True),
+    Column("key_hash", String(64)),
+    Column("scopes", String(200), nullable=False),
+    Column("webhook_secret", String(64), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("revoked", DateTime(timezone=True)),
+)
+
+analyses = Table(
+    "analyses",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("client_id", String(32), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("source", String(16), nullable=False),
+    Column("idempotency_key", String(200)),
+    Column("request_digest", String(64)),
+    Column("study_digest", String(12)),
+    Column("callback_url", Text),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("started", DateTime(timezone=True)),
+    Column("finished", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("problem", JSON),
+    Column("result", Text),
+    Column("model", JSON),
+    Column("timings", JSON),
+    Column("outputs", String(16), nullable=False, default="none"),
+    Column("webhook", String(16), nullable=False, default="none"),
+    Column("spool_kept", Boolean, nullable=False, default=False),
+    Column("duration_s", Float),
+    UniqueConstraint("client_id", "idempotency_key", name="uq_idempotency"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("client_id", String(32)),
+    Column("action", String(32), nullable=False),
+    Column("analysis_id", String(36), index=True),
+    Column("detail", Text),
+)
+
+
+def connect(url: str) -> Engine:
+    """An engine with the tables created; SQLite gets WAL, a busy timeout and foreign keys."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: object, _: object) -> None:
+            cursor = connection.cursor()  # type: ignore[attr-defined]
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10)
+    metadata.create_all(engine)
+    return engine

@@ -1,0 +1,50 @@
+"""The DICOM objects and pictures of a finished analysis: SEG, SR (TID 1500), overlay PNGs.
+
+Made once from the spooled series after the result is published (so they never delay it) and
+kept with the result; the spooled DICOM can then be deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+from api.models import Analysis
+from api.settings import Settings
+from ich.dicom import load_volume, scan, select
+from ich.overlays import overlay_png
+from ich.reports import measurement_report, segmentation
+
+SEG_FILE, SR_FILE, OVERLAYS = "seg.dcm", "sr.dcm", "overlays"
+
+
+def overlay_path(results: Path, plane: int) -> Path:
+    return results / OVERLAYS / f"{plane}.png"
+
+
+def write_outputs(
+    files: Sequence[Path], results: Path, analysis: Analysis, settings: Settings
+) -> None:
+    """Write seg.dcm, sr.dcm and one overlay PNG per analysed plane into ``results``."""
+    if analysis.result is None or analysis.model is None:
+        raise ValueError(f"analysis {analysis.id} has no result")
+    selection = select(scan(list(files), settings.input_limits))
+    chosen = selection.chosen
+    volume = load_volume(chosen.grid, chosen.series.study_uid, chosen.series.series_uid)
+    label = np.load(results / "label.npz")["label"]
+    if label.shape != volume.shape:
+        raise ValueError(f"label volume {label.shape} does not match the series {volume.shape}")
+    sources = {i.source.name: i.source for i in chosen.grid.instances}
+    datasets = [pydicom.dcmread(s.open(), stop_before_pixels=True) for s in sources.values()]
+    seg = segmentation(volume, label, datasets, analysis.model)
+    seg.save_as(results / SEG_FILE)
+    sr = measurement_report(analysis.result, datasets, analysis.model, seg=seg)
+    sr.save_as(results / SR_FILE)
+    (results / OVERLAYS).mkdir(exist_ok=True)
+    for k in range(volume.shape[0]):
+        overlay_path(results, k).write_bytes(
+            overlay_png(volume.hu[k], label[k], analysis.result, k)
+        )

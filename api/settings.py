@@ -1,0 +1,86 @@
+"""Gateway configuration, read once from the environment (``ICH_*`` and ``DATABASE_URL``).
+
+Every limit a hospital's IT team may need to tune lives here, with a default that is safe on a
+single workstation: SQLite beside the spool, two workers, CORS off, 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ich.dicom import InputLimits
+
+
+class Settings(BaseModel):
+    """The gateway's settings; ``Settings.from_env()`` reads ``ICH_<FIELD>`` variables."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Field(Path(".ich"), description="Spool, results and the SQLite database.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL (postgresql+psycopg://...); SQLite in data_dir if unset."
+    )
+    triton_url: str = Field("127.0.0.1:8011", description="host:port of Triton's endpoint.")
+    triton_protocol: str = Field("grpc", pattern="^(grpc|http)$")
+    workers: int = Field(2, ge=1, le=64, description="Analyses run at once.")
+    queue_limit: int = Field(32, ge=1, description="Analyses accepted but not finished, at most.")
+    sync_timeout_s: float = Field(
+        120.0, gt=0, description="How long a synchronous POST waits before answering 202."
+    )
+    analysis_timeout_s: float = Field(600.0, gt=0, description="Triton call limit per analysis.")
+    keep_spool: bool = Field(False, description="Keep uploaded DICOM after the analysis.")
+    max_upload_bytes: int = Field(4 << 30, gt=0, description="Largest request body.")
+    max_files: int = Field(5000, gt=0, description="Most files (or zip members) per study.")
+    max_slices: int = Field(2000, gt=0, description="Most images in the analysed series.")
+    max_zip_ratio: float = Field(200.0, gt=1)
+    rate_limit_per_minute: int = Field(120, ge=1, description="Requests per client per minute.")
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwks_file: Path | None = Field(None, description="JSON Web Key Set used to verify JWTs.")
+    cors_origins: tuple[str, ...] = Field((), description="Origins allowed by CORS (none).")
+    webhook_attempts: int = Field(6, ge=1)
+    webhook_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles.")
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    stow_quiet_s: float = Field(
+        5.0, ge=0, description="A STOW-RS study is complete this long after its last instance."
+    )
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 429 and 503.")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        values: dict[str, object] = {}
+        for name, field in cls.model_fields.items():
+            raw = os.environ.get(f"ICH_{name.upper()}")
+            if raw is None:
+                continue
+            values[name] = (
+                tuple(v for v in raw.split(",") if v)
+                if field.annotation == tuple[str, ...]
+                else raw
+            )
+        if "DATABASE_URL" in os.environ:
+            values["database_url"] = os.environ["DATABASE_URL"]
+        return cls.model_validate({**values, **overrides})
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+    @property
+    def url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'ich.db').resolve()}"
+
+    @property
+    def input_limits(self) -> InputLimits:
+        return InputLimits(
+            max_files=self.max_files,
+            max_total_bytes=self.max_upload_bytes * 4,
+            max_zip_ratio=self.max_zip_ratio,
+        )

@@ -1,0 +1,166 @@
+"""The real gateway (a process, as ``ich serve`` runs it), an in-process app for request-level
+tests, and a real PostgreSQL, each on free ports of 127.0.0.1 and stopped by process id."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import Settings
+from ich.serving.server import TritonServer, free_port
+
+
+@dataclass
+class Gateway:
+    url: str
+    key: str
+    data_dir: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def client(self, key: str | None = None, timeout: float = 120.0) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"X-API-Key": key or self.key}, timeout=timeout
+        )
+
+    def stop(self, sent: signal.Signals = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sent)
+            self.process.wait(30)
+
+
+def start_gateway(data_dir: Path, triton_url: str, **env: str) -> Gateway:
+    """``ich serve --no-triton`` on a free port, as a process of its own; returns when live."""
+    port = free_port()
+    log = data_dir.parent / f"{data_dir.name}-gateway.log"
+    environment = {**os.environ, "ICH_DATA_DIR": str(data_dir), "ICH_TRITON_URL": triton_url, **env}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ich", "serve", "--no-triton", "--port", str(port)],
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                key = (data_dir / "local-api-key").read_text().strip()
+                return Gateway(url, key, data_dir, log, process)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise RuntimeError(f"gateway not live after 60 s: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="session")
+def gateway(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    running = start_gateway(
+        tmp_path_factory.mktemp("gateway") / "data",
+        triton.grpc_url,
+        ICH_STOW_QUIET_S="1",
+        ICH_WEBHOOK_BACKOFF_S="0.2",
+    )
+    yield running
+    running.stop()
+    assert running.process.poll() is not None
+
+
+@pytest.fixture
+def app_client(triton: TritonServer, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """An in-process app on a fresh SQLite, with settings overridden per test."""
+    opened: list[TestClient] = []
+
+    def build(**overrides: object) -> TestClient:
+        settings = Settings(
+            data_dir=tmp_path / f"app{len(opened)}", triton_url=triton.grpc_url, **overrides
+        )  # type: ignore[arg-type]
+        client = TestClient(create_app(settings), raise_server_exceptions=False)
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield build
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+def _postgres_bin(name: str) -> str:
+    installed = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    found = shutil.which(name) or (str(installed[-1]) if installed else None)
+    if found is None:
+        pytest.fail(f"PostgreSQL's {name} is missing: `make test` installs the postgresql package")
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (as the postgres user when run as root)."""
+    folder = Path(tempfile.mkdtemp(prefix="ich-pg-"))
+    user: dict[str, object] = {}
+    if os.geteuid() == 0:
+        account = pwd.getpwnam("postgres")
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        user = {"user": account.pw_uid, "group": account.pw_gid}
+    data = folder / "data"
+    subprocess.run(
+        [_postgres_bin("initdb"), "-D", str(data), "-U", "ich", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+        **user,
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            _postgres_bin("postgres"),
+            "-D",
+            str(data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(folder),
+            "-c",
+            "fsync=off",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **user,
+    )
+    url = f"postgresql+psycopg://ich@127.0.0.1:{port}/postgres"
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            psycopg.connect(f"postgresql://ich@127.0.0.1:{port}/postgres").close()
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("PostgreSQL did not start")
+            time.sleep(0.2)
+    yield url
+    server.send_signal(signal.SIGINT)  # fast shutdown
+    server.wait(30)
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,76 @@
+"""The job store and API keys behave the same on SQLite (WAL) and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from api.db import connect
+from api.jobs import JobStore, as_analysis
+from api.keys import create_key, find_key, list_keys, revoke_key, token_client
+from api.models import Status
+from api.problems import ProblemError
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
+    if request.param == "sqlite":
+        return connect(f"sqlite:///{tmp_path / 'ich.db'}")
+    url = request.getfixturevalue("postgres")
+    engine = connect(url)
+    with engine.begin() as db:  # a clean slate per test
+        db.execute(text("TRUNCATE analyses, audit, clients CASCADE"))
+    return engine
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'ich.db'}")
+    with engine.connect() as db:
+        assert db.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+
+
+def test_keys_are_stored_hashed_found_and_revoked(engine: Engine) -> None:
+    issued = create_key(engine, "ris-bridge", ("analyses:read",))
+    assert find_key(engine, issued.key) == issued.client
+    assert find_key(engine, issued.key[:-1] + "x") is None
+    assert find_key(engine, "ich_nothing_here") is None
+    with engine.connect() as db:
+        stored = " ".join(str(v) for row in db.execute(text("SELECT * FROM clients")) for v in row)
+    assert issued.key not in stored and issued.key.split("_")[2] not in stored
+    listed = list_keys(engine)
+    assert [r["prefix"] for r in listed] == [issued.prefix] and listed[0]["revoked"] is None
+    assert revoke_key(engine, issued.prefix) == issued.client.id
+    assert find_key(engine, issued.key) is None
+    with pytest.raises(ValueError, match="scopes"):
+        create_key(engine, "x", ("admin",))
+    token = token_client(engine, "user@example", frozenset({"analyses:read"}))
+    assert token == token_client(engine, "user@example", frozenset({"analyses:read"}))
+
+
+def test_jobs_idempotency_claim_resume_and_delete(engine: Engine) -> None:
+    store = JobStore(engine)
+    alice = create_key(engine, "alice").client.id
+    bob = create_key(engine, "bob").client.id
+    first, created = store.create(alice, "upload", Status.QUEUED, "d1", "key-1")
+    assert created and first.status == "queued"
+    again, created = store.create(alice, "upload", Status.QUEUED, "d1", "key-1")
+    assert not created and again.id == first.id
+    with pytest.raises(ProblemError) as conflict:
+        store.create(alice, "upload", Status.QUEUED, "d2", "key-1")
+    assert conflict.value.code == "idempotency-conflict"
+    other, created = store.create(bob, "upload", Status.QUEUED, "d2", "key-1")
+    assert created and other.id != first.id  # keys are per client
+    assert store.get(first.id, bob) is None and store.get(first.id, alice) is not None
+    assert store.active() == 2
+    claimed = store.claim(first.id)
+    assert claimed is not None and claimed.status == "running" and claimed.attempts == 1
+    # A crash here leaves it running: a restart finds it with the queued one, oldest first.
+    assert store.unfinished(Status.QUEUED, Status.RUNNING) == [first.id, other.id]
+    store.update(first.id, status=Status.DONE.value)
+    assert store.claim(first.id) is None  # finished work is not redone
+    assert as_analysis(store.get(first.id)).links["self"].endswith(first.id)
+    assert [r.id for r in store.listing(alice, 10)] == [first.id]
+    store.delete(first.id)
+    assert store.get(first.id) is None and store.ping()
