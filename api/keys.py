@@ -74,7 +74,7 @@ def create_key(engine: Engine, name: str, scopes: tuple[str, ...] = SCOPES) -> I
 
 def find_key(engine: Engine, key: str) -> Client | None:
     """The active client holding ``key``, or None."""
-    parts = key.split("_")
+    parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != "ich":
         return None
     with engine.connect() as db:

@@ -35,7 +35,8 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
     size: int = 0
     digest: str = ""
-    """SHA-256 of the body: the same Idempotency-Key with a different body is a conflict."""
+    """SHA-256 of the files and fields (not of the multipart framing, whose boundary differs
+    between retries): the same Idempotency-Key with other content is a conflict."""
 
 
 class _Sink:
@@ -49,7 +50,6 @@ class _Sink:
 
     def count(self, chunk: bytes) -> None:
         self.upload.size += len(chunk)
-        self.hash.update(chunk)
         if self.upload.size > self.settings.max_upload_bytes:
             raise ProblemError(
                 "too-large",
@@ -65,9 +65,11 @@ class _Sink:
             )
         path = self.upload.directory / f"{len(self.upload.files):05d}{suffix}"
         self.upload.files.append(path)
+        self.hash.update(b"\x00file\x00")
         self.handle = path.open("wb")
 
     def write(self, data: bytes) -> None:
+        self.hash.update(data)
         if self.handle is not None:
             self.handle.write(data)
         elif self.field is not None:
@@ -177,7 +179,9 @@ async def _multipart(request: Request, sink: _Sink, options: dict[bytes, bytes])
         ):
             sink.open(".zip" if kind.decode().lower() in ZIP_TYPES else ".dcm")
         else:
-            sink.field = (disposition.get(b"name", b"").decode("utf-8", "replace"), bytearray())
+            field = disposition.get(b"name", b"").decode("utf-8", "replace")
+            sink.hash.update(b"\x00field\x00" + field.encode())
+            sink.field = (field, bytearray())
 
     def part_data(data: bytes, start: int, end: int) -> None:
         sink.write(data[start:end])
