@@ -202,6 +202,11 @@ def test_exam_result_flags_and_totals_and_masks() -> None:
     for plane in iph.masks:
         rebuilt[plane.index] = decode_rle(plane.rle, shape[1:])
     np.testing.assert_array_equal(rebuilt, label == IPH.label)
+    # One detection per plane of the reported IPH, with its box and that plane's best score.
+    assert [(d.index, d.hemorrhage_id) for d in result.detections] == [(2, 1), (3, 1), (4, 1)]
+    first = result.detections[0]
+    assert first.box_pixels == (5, 5, 12, 12) and first.score == pytest.approx(0.97)
+    assert first.box_lps_mm == (0.75, 2.25, 22.5, 1.25, 5.75, 57.5)  # this affine: k->x, j->z
     again = ExamResult.model_validate_json(result.model_dump_json())
     assert again == result
     with_label = exam_result(
