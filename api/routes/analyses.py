@@ -96,8 +96,13 @@ async def submit(
     gw.workers.admit()
     analysis_id = str(uuid.uuid4())
     spool = gw.workers.spool(analysis_id)
+    _callback(callback_url)
     upload = await receive(request, spool, gw.settings)
-    callback = _callback(callback_url or upload.fields.get("callback_url"))
+    try:
+        callback = _callback(callback_url or upload.fields.get("callback_url"))
+    except ProblemError:
+        shutil.rmtree(spool, ignore_errors=True)
+        raise
     row, created = gw.store.create(
         client.id,
         "upload",

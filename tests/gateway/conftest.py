@@ -41,9 +41,8 @@ def app_client(triton: TritonServer, tmp_path: Path) -> Iterator[Callable[..., T
     opened: list[TestClient] = []
 
     def build(**overrides: object) -> TestClient:
-        settings = Settings(
-            data_dir=tmp_path / f"app{len(opened)}", triton_url=triton.grpc_url, **overrides
-        )  # type: ignore[arg-type]
+        values = {"data_dir": tmp_path / f"app{len(opened)}", "triton_url": triton.grpc_url}
+        settings = Settings.model_validate(values | overrides)
         client = TestClient(create_app(settings), raise_server_exceptions=False)
         client.__enter__()
         opened.append(client)
