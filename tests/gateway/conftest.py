@@ -15,15 +15,17 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from gateway_process import Gateway, start_gateway
 
 from api.app import create_app
+from api.process import GatewayProcess, start_gateway
 from api.settings import Settings
 from ich.serving.server import TritonServer, free_port
 
 
 @pytest.fixture(scope="session")
-def gateway(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(
+    triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     running = start_gateway(
         tmp_path_factory.mktemp("gateway") / "data",
         triton.grpc_url,

@@ -16,9 +16,9 @@ import highdicom
 import httpx
 import numpy as np
 import pydicom
-from gateway_process import Gateway, start_gateway
 from PIL import Image
 
+from api.process import GatewayProcess, start_gateway
 from api.webhooks import SIGNATURE_HEADER, verify
 from ich.schema import ExamResult
 from ich.serving.client import PipelineClient, study_files
@@ -55,7 +55,7 @@ def _wait_outputs(client: httpx.Client, location: str, timeout_s: float = 60) ->
 
 
 def test_a_synchronous_upload_returns_what_triton_returns(
-    gateway: Gateway, triton: TritonServer, small_synth: Path
+    gateway: GatewayProcess, triton: TritonServer, small_synth: Path
 ) -> None:
     folder = _case(small_synth)
     with gateway.client() as client:
@@ -75,7 +75,9 @@ def test_a_synchronous_upload_returns_what_triton_returns(
     assert answer.headers["x-request-id"]
 
 
-def test_async_zip_upload_then_seg_sr_and_overlays(gateway: Gateway, small_synth: Path) -> None:
+def test_async_zip_upload_then_seg_sr_and_overlays(
+    gateway: GatewayProcess, small_synth: Path
+) -> None:
     folder = _case(small_synth, 1)
     with gateway.client() as client:
         answer = client.post("/v1/analyses", content=_zip(folder),
@@ -108,7 +110,9 @@ def test_async_zip_upload_then_seg_sr_and_overlays(gateway: Gateway, small_synth
     assert not (gateway.data_dir / "spool" / body["id"]).exists()
 
 
-def test_bad_studies_fail_with_their_problem_type(gateway: Gateway, small_synth: Path) -> None:
+def test_bad_studies_fail_with_their_problem_type(
+    gateway: GatewayProcess, small_synth: Path
+) -> None:
     one = sorted(_case(small_synth).glob("*.dcm"))[0]
     with gateway.client() as client:
         few = client.post("/v1/analyses", content=one.read_bytes(),
@@ -121,7 +125,9 @@ def test_bad_studies_fail_with_their_problem_type(gateway: Gateway, small_synth:
     assert "Traceback" not in few.text + text.text
 
 
-def test_idempotent_retries_and_client_isolation(gateway: Gateway, small_synth: Path) -> None:
+def test_idempotent_retries_and_client_isolation(
+    gateway: GatewayProcess, small_synth: Path
+) -> None:
     folder = _case(small_synth, 2)
     headers = {"Idempotency-Key": "visit-42", "Prefer": "respond-async"}
     with gateway.client() as client:
@@ -161,7 +167,7 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def test_webhook_is_signed_and_retried(gateway: Gateway, small_synth: Path) -> None:
+def test_webhook_is_signed_and_retried(gateway: GatewayProcess, small_synth: Path) -> None:
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     from api.db import connect
@@ -189,7 +195,7 @@ def test_webhook_is_signed_and_retried(gateway: Gateway, small_synth: Path) -> N
 
 
 def test_stow_rs_stores_then_analyses_the_complete_study(
-    gateway: Gateway, small_synth: Path
+    gateway: GatewayProcess, small_synth: Path
 ) -> None:
     files = sorted(_case(small_synth, 3).glob("*.dcm"))
     boundary = "ich-boundary"
@@ -222,7 +228,7 @@ def test_stow_rs_stores_then_analyses_the_complete_study(
 
 
 def test_service_endpoints_and_logs_without_patient_data(
-    gateway: Gateway, small_synth: Path
+    gateway: GatewayProcess, small_synth: Path
 ) -> None:
     assert httpx.get(f"{gateway.url}/readyz").json() == {
         "status": "ready", "checks": {"triton": True, "database": True}}  # fmt: skip

@@ -1,4 +1,5 @@
-"""The gateway as ``ich serve --no-triton`` runs it: a process of its own, on a free port."""
+"""The gateway as a process of its own (``ich serve --no-triton``) on a free port of 127.0.0.1:
+what tests, benchmarks and fault drills start and stop by process id."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ich.serving.server import free_port
 
 
 @dataclass
-class Gateway:
+class GatewayProcess:
     url: str
     key: str
     data_dir: Path
@@ -34,7 +35,7 @@ class Gateway:
             self.process.wait(30)
 
 
-def start_gateway(data_dir: Path, triton_url: str, **env: str) -> Gateway:
+def start_gateway(data_dir: Path, triton_url: str, **env: str) -> GatewayProcess:
     """``ich serve --no-triton`` on a free port, as a process of its own; returns when live."""
     port = free_port()
     log = data_dir.parent / f"{data_dir.name}-gateway.log"
@@ -55,7 +56,7 @@ def start_gateway(data_dir: Path, triton_url: str, **env: str) -> Gateway:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 key = (data_dir / "local-api-key").read_text().strip()
-                return Gateway(url, key, data_dir, log, process)
+                return GatewayProcess(url, key, data_dir, log, process)
         except httpx.HTTPError:
             pass
         time.sleep(0.2)

@@ -1,0 +1,120 @@
+"""End to end through the REST gateway against the same study sent straight to Triton.
+
+The 32-slice 512x512 benchmark study. Latency: medians over interleaved repeats of a
+synchronous ``POST /v1/analyses`` (multipart upload, spooling, header-only selection, Triton,
+storing the result) and of the same files sent to Triton with the gRPC client. Between
+repeats the gateway's follow-up work (DICOM SEG, SR, overlays) is let finish, and its time is
+reported. Then throughput (studies/s, follow-up included) with 1, 2 and 4 concurrent REST
+clients, and the gateway process's memory. Target: REST / direct Triton latency at most 1.10.
+
+    .venv/bin/python bench/gateway.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from study import write_study
+
+from api.process import GatewayProcess, start_gateway
+from ich.serving.client import PipelineClient, study_files
+from ich.serving.server import REPOSITORY, TritonServer, free_port
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident set of ``pid`` in MB."""
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+def submit(gateway: GatewayProcess, parts: list, client: httpx.Client) -> tuple[float, str]:
+    start = time.perf_counter()
+    answer = client.post("/v1/analyses", files=parts)
+    elapsed = time.perf_counter() - start
+    if answer.status_code != 200:
+        raise RuntimeError(f"gateway answered {answer.status_code}: {answer.text[:300]}")
+    return elapsed, answer.json()["id"]
+
+
+def follow_up_s(client: httpx.Client, analysis_id: str) -> float:
+    """Seconds until the DICOM objects of a done analysis are ready."""
+    start = time.perf_counter()
+    while client.get(f"/v1/analyses/{analysis_id}").json()["outputs"] == "pending":
+        time.sleep(0.05)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repository", type=Path, default=REPOSITORY)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "study"
+        folder.mkdir()
+        slices = write_study(folder)
+        files = study_files(folder)
+        paths = sorted(folder.glob("*.dcm"))
+        parts = [("files", (p.name, p.read_bytes(), "application/dicom")) for p in paths]
+        server = TritonServer(args.repository, free_port(), free_port(), free_port())
+        with server:
+            gateway = start_gateway(
+                Path(tmp) / "data", server.grpc_url, ICH_WORKERS="4", ICH_LOG_LEVEL="WARNING"
+            )
+            try:
+                direct = PipelineClient(server.grpc_url)
+                rest = gateway.client(timeout=600)
+                direct.analyze(files)
+                follow_up_s(rest, submit(gateway, parts, rest)[1])
+                served, straight, follow = [], [], []
+                for _ in range(args.repeats):
+                    start = time.perf_counter()
+                    direct.analyze(files)
+                    straight.append(time.perf_counter() - start)
+                    elapsed, analysis_id = submit(gateway, parts, rest)
+                    served.append(elapsed)
+                    follow.append(follow_up_s(rest, analysis_id))
+                throughput = {}
+                for workers in (1, 2, 4):
+                    clients = [gateway.client(timeout=600) for _ in range(workers)]
+                    per_client = max(2, args.repeats // workers)
+                    start = time.perf_counter()
+                    with ThreadPoolExecutor(workers) as pool:
+                        ids = list(
+                            pool.map(
+                                lambda c, n=per_client: [
+                                    submit(gateway, parts, c)[1] for _ in range(n)
+                                ],
+                                clients,
+                            )
+                        )
+                    for analysis_id in (i for batch in ids for i in batch):
+                        follow_up_s(rest, analysis_id)
+                    throughput[workers] = workers * per_client / (time.perf_counter() - start)
+                memory = memory_mb(gateway.process.pid)
+            finally:
+                gateway.stop()
+    ours, theirs = statistics.median(served), statistics.median(straight)
+    print(f"study: {slices} slices, 512x512 ({sum(map(len, files)) / 2**20:.0f} MB of DICOM)")
+    print(f"direct to Triton, gRPC, warm (median of {args.repeats})      {theirs:6.2f} s")
+    print(f"REST gateway, synchronous POST (median of {args.repeats})    {ours:6.2f} s")
+    print(
+        f"ratio REST / direct Triton                          {ours / theirs:6.2f} "
+        f"(target <= 1.10: {ours / theirs <= 1.10})"
+    )
+    print(f"follow-up after the result (SEG, SR, overlays)      {statistics.median(follow):6.2f} s")
+    for workers, rate in throughput.items():
+        print(f"throughput, {workers} concurrent REST client(s)            {rate:6.2f} studies/s")
+    print(f"gateway memory: {memory[0]:.0f} MB resident now, {memory[1]:.0f} MB peak")
+
+
+if __name__ == "__main__":
+    main()
