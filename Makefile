@@ -10,42 +10,36 @@ REAL_CQ500 := ../shared/data/real/cq500/dicom
 # pip's notes about optional local indexes are noise on machines that lack them.
 QUIET_PIP := grep -v -e "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: venv run test lint bench clean train-data train ship-model export evaluate
+.PHONY: venv run test lint bench clean postgres train-data train ship-model export evaluate
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV) (torch, pytriton and the project; first time takes a few minutes)"
 	@$(BIN)/python -m pip install -q -e ".[model,serve,export,dev]" 2>&1 | $(QUIET_PIP)
-	@$(BIN)/python -c "import ich, torch, pydicom, pylibjpeg, tritonclient.grpc, onnxruntime"
+	@$(BIN)/python -c "import ich, api, torch, pydicom, pylibjpeg, tritonclient.grpc, onnxruntime, highdicom, sqlalchemy"
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 run: venv
 	@test -f $(DEMO)/manifest.json || $(BIN)/ich synth --out $(DEMO) --studies 2 --seed 1 --prevalence 1 --distractors 1 --slice-mm 5
-	@COLUMNS=$${COLUMNS:-140} $(BIN)/ich inspect $(DEMO)/case_00000/dicom --decode
-	@echo; echo "Analysis of that study with the shipped model (overlays in .demo/overlays):"
-	@COLUMNS=$${COLUMNS:-140} $(BIN)/ich analyze $(DEMO)/case_00000/dicom --overlays .demo/overlays
-	@if [ -d $(REAL_CQ500) ]; then echo; echo "Real CT, three series of two studies (CQ500):"; \
-	  COLUMNS=$${COLUMNS:-140} $(BIN)/ich inspect $(REAL_CQ500) --decode; fi
-	@echo
-	@echo "Synthetic studies with ground truth: $(DEMO) (see $(DEMO)/manifest.json and each case's truth/)."
-	@echo "Analyse a study (folder or zip):  $(BIN)/ich analyze PATH [--json] [--overlays DIR]"
-	@echo "Try ingestion on your own DICOM:  $(BIN)/ich inspect PATH [--json] [--decode]"
-	@echo "Write a synthetic data set:       $(BIN)/ich synth --out DIR --studies N --seed S [--prevalence P] [--background phantom|real]"
-	@echo "All commands:                     $(BIN)/ich --help"
-	@echo
-	@echo "Starting Triton with the shipped model (model_repository) on 127.0.0.1; Ctrl-C stops it."
-	@echo "From another terminal, analyse a study through it (gRPC 8001, HTTP 8000):"
-	@echo "  $(BIN)/ich analyze $(DEMO)/case_00000/dicom --server 127.0.0.1:8001"
-	@echo "  $(BIN)/ich analyze $(DEMO)/case_00000/dicom --server 127.0.0.1:8000 --protocol http"
-	@$(BIN)/ich triton
+	@echo "Starting Triton (ports 8010-8012) and the gateway (http://127.0.0.1:8000) with the shipped model;"
+	@echo "the database is SQLite in .ich/ (or DATABASE_URL). A synthetic study with blood: $(DEMO)/case_00000/dicom"
+	@$(BIN)/ich serve --example $(DEMO)/case_00000/dicom
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: venv
+# The job-store tests run against a real PostgreSQL: Debian's package, started by the tests.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  echo "installing PostgreSQL from Debian's packages (for the job-store tests)"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: venv postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -55,6 +49,7 @@ bench: venv
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/analyze.py
 	$(BIN)/python bench/triton.py
+	$(BIN)/python bench/gateway.py
 
 # The shipped model, reproduced (see docs/model-card.md): data, training, evaluation.
 DATA := .data
@@ -85,4 +80,4 @@ evaluate: venv
 	$(BIN)/ich evaluate --real ../shared/data/real --out docs/evaluation/real_slices
 
 clean:
-	rm -rf .demo .pytest_cache .ruff_cache
+	rm -rf .demo .ich .pytest_cache .ruff_cache

@@ -45,3 +45,5 @@ def configure(level: str = "INFO") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # the gateway logs each request itself
+    for chatty in ("httpx", "httpcore", "highdicom", "pydicom"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

@@ -41,11 +41,11 @@ def local_key(settings: Settings) -> str:
 
 def usage(base: str, key: str, study: str) -> str:
     return f"""
-Gateway ready at {base}  (OpenAPI: {base}/docs; health {base}/healthz, {base}/readyz)
+Gateway at {base}  (OpenAPI: {base}/docs; health {base}/healthz, {base}/readyz)
 API key of the local client: {key}  (more: ich keys create NAME)
 
-Analyse a study (folder of .dcm files zipped, or one zip):
-  cd {study} && zip -qr /tmp/study.zip . && cd - >/dev/null
+Analyse a study (a zip of its .dcm files, or the files themselves):
+  python3 -m zipfile -c /tmp/study.zip {study}/
   curl -s -H "X-API-Key: {key}" -H "Content-Type: application/zip" \\
        --data-binary @/tmp/study.zip {base}/v1/analyses | python3 -m json.tool | head -40
 Or send files as multipart, asynchronously, then poll the Location:

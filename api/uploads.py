@@ -113,9 +113,7 @@ async def receive(
         await _receive(request, upload, settings, stow)
         if not upload.files:
             raise ProblemError("no-dicom", "The request holds no files.", "No DICOM images")
-        for path in upload.files:
-            if path.suffix == ".zip":
-                check_archive(path, settings)
+        upload.files = [f for path in upload.files for f in _unpacked(path, settings)]
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -210,18 +208,44 @@ async def _multipart(request: Request, sink: _Sink, options: dict[bytes, bytes])
         sink.close()
 
 
+def _unpacked(path: Path, settings: Settings) -> list[Path]:
+    """A spooled file, or the members of a spooled zip written beside it (the zip removed):
+    headers are then read from files, not by decompressing each member again."""
+    if path.suffix != ".zip":
+        return [path]
+    infos = check_archive(path, settings)
+    budget = settings.input_limits.max_total_bytes
+    written = []
+    with zipfile.ZipFile(path) as archive:
+        for n, info in enumerate(infos):
+            target = path.with_name(f"{path.stem}-{n:05d}.dcm")
+            with archive.open(info) as source, target.open("wb") as out:
+                while chunk := source.read(1 << 20):
+                    budget -= len(chunk)
+                    if budget < 0:
+                        raise ProblemError(
+                            "input-limit",
+                            "The archive expands beyond the limit; refusing a possible zip bomb.",
+                        )
+                    out.write(chunk)
+            written.append(target)
+    path.unlink()
+    return written
+
+
 def _unsafe(member: str) -> bool:
     path = PurePosixPath(member.replace("\\", "/"))
     return path.is_absolute() or ".." in path.parts or bool(PureWindowsPath(member).drive)
 
 
-def check_archive(path: Path, settings: Settings) -> None:
-    """Refuse a zip with traversing member names or too large an expansion, before use."""
+def check_archive(path: Path, settings: Settings) -> list[zipfile.ZipInfo]:
+    """The file members of a zip, refused if any name leaves the archive, if one expands too
+    far (ratio) or all together too much, before anything is decompressed."""
     limits = settings.input_limits
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, OSError):
         raise ProblemError("bad-request", "The zip archive is not readable.") from None
     traversing = [i.filename for i in infos if _unsafe(i.filename)]
     if traversing:
@@ -242,3 +266,13 @@ def check_archive(path: Path, settings: Settings) -> None:
         raise ProblemError(
             "input-limit", f"The archive holds {len(infos)} files (limit {limits.max_files})."
         )
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if ratio > limits.max_zip_ratio:
+            raise ProblemError(
+                "input-limit",
+                f"Archive member {infos.index(info) + 1} expands {ratio:.0f}-fold (limit "
+                f"{limits.max_zip_ratio:.0f}); refusing a possible zip bomb.",
+                "Archive too large",
+            )
+    return [i for i in infos if not i.is_dir()]

@@ -33,6 +33,7 @@ from ich.dicom.errors import (
 from ich.dicom.geometry import SliceGrid, plan_grid
 from ich.dicom.policy import SelectionPolicy
 from ich.dicom.series import Series
+from ich.logs import uid_digest
 from ich.schema import SeriesSummary
 
 _LOCALIZER_DESC = re.compile(r"SCOUT|TOPO|LOCALI[SZ]ER|SURVIEW|SCANOGRAM|\bPILOT\b")
@@ -231,6 +232,7 @@ def choose(candidates: Sequence[Candidate], policy: SelectionPolicy) -> Candidat
     if len(studies) > 1:
         raise AmbiguousStudyError(
             f"The input holds {len(studies)} studies with eligible series "
-            f"({', '.join(studies)}); send one study at a time or name the study to analyse."
+            f"(digests {', '.join(uid_digest(s) for s in studies)}); send one study at a time "
+            "or name the study to analyse."
         )
     return min(eligible, key=lambda c: rank_key(c, policy))

@@ -16,6 +16,7 @@ import highdicom
 import httpx
 import numpy as np
 import pydicom
+import pytest
 from PIL import Image
 
 from api.process import GatewayProcess, start_gateway
@@ -26,8 +27,10 @@ from ich.serving.server import TritonServer
 
 
 def _parts(folder: Path) -> list[tuple[str, tuple[str, bytes, str]]]:
-    return [("files", (p.name, p.read_bytes(), "application/dicom"))
-            for p in sorted(folder.glob("*.dcm"))]  # fmt: skip
+    return [
+        ("files", (p.name, p.read_bytes(), "application/dicom"))
+        for p in sorted(folder.glob("*.dcm"))
+    ]
 
 
 def _zip(folder: Path) -> bytes:
@@ -80,9 +83,11 @@ def test_async_zip_upload_then_seg_sr_and_overlays(
 ) -> None:
     folder = _case(small_synth, 1)
     with gateway.client() as client:
-        answer = client.post("/v1/analyses", content=_zip(folder),
-                             headers={"Content-Type": "application/zip",
-                                      "Prefer": "respond-async"})  # fmt: skip
+        answer = client.post(
+            "/v1/analyses",
+            content=_zip(folder),
+            headers={"Content-Type": "application/zip", "Prefer": "respond-async"},
+        )
         assert answer.status_code == 202, answer.text
         assert answer.headers["preference-applied"] == "respond-async"
         location = answer.headers["location"]
@@ -94,11 +99,14 @@ def test_async_zip_upload_then_seg_sr_and_overlays(
         plane = result.detections[0].index
         png = client.get(f"{location}/overlays/{plane}.png")
         missing = client.get(f"{location}/overlays/9999.png")
-    sources = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID
-               for p in folder.glob("*.dcm")}  # fmt: skip
+    sources = {
+        pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in folder.glob("*.dcm")
+    }
     segmentation = highdicom.seg.Segmentation.from_dataset(seg)
-    assert {s.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence[0]
-            .ReferencedInstanceSequence} <= sources  # fmt: skip
+    assert {
+        s.ReferencedSOPInstanceUID
+        for s in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    } <= sources
     assert seg.StudyInstanceUID == result.study_uid and len(segmentation.SegmentSequence) == 3
     assert "unverified" in (seg.SeriesDescription + seg.ContentDescription).lower()
     report = highdicom.sr.Comprehensive3DSR.from_dataset(sr)
@@ -115,8 +123,9 @@ def test_bad_studies_fail_with_their_problem_type(
 ) -> None:
     one = sorted(_case(small_synth).glob("*.dcm"))[0]
     with gateway.client() as client:
-        few = client.post("/v1/analyses", content=one.read_bytes(),
-                          headers={"Content-Type": "application/dicom"})  # fmt: skip
+        few = client.post(
+            "/v1/analyses", content=one.read_bytes(), headers={"Content-Type": "application/dicom"}
+        )
         text = client.post("/v1/analyses", files=[("files", ("a.txt", b"hello", "text/plain"))])
     assert few.status_code == 422 and few.headers["content-type"] == "application/problem+json"
     assert few.json()["type"] == "/v1/problems/too-few-slices", few.json()
@@ -176,9 +185,12 @@ def test_webhook_is_signed_and_retried(gateway: GatewayProcess, small_synth: Pat
     issued = create_key(connect(f"sqlite:///{gateway.data_dir.resolve() / 'ich.db'}"), "hook")
     try:
         with gateway.client(issued.key) as client:
-            answer = client.post("/v1/analyses", files=_parts(_case(small_synth)),
-                                 data={"callback_url": f"http://127.0.0.1:{server.server_port}/r"},
-                                 headers={"Prefer": "respond-async"})  # fmt: skip
+            answer = client.post(
+                "/v1/analyses",
+                files=_parts(_case(small_synth)),
+                data={"callback_url": f"http://127.0.0.1:{server.server_port}/r"},
+                headers={"Prefer": "respond-async"},
+            )
             assert answer.status_code == 202, answer.text
             deadline = time.monotonic() + 60
             while not _Receiver.received and time.monotonic() < deadline:
@@ -212,11 +224,19 @@ def test_stow_rs_stores_then_analyses_the_complete_study(
                 )
                 + f"--{boundary}--\r\n".encode()
             )
-            answers.append(client.post("/dicomweb/studies", content=body, headers={
-                "Content-Type": f'multipart/related; type="application/dicom"; '
-                                f"boundary={boundary}"}))  # fmt: skip
-        bad = client.post("/dicomweb/studies", content=b"x",
-                          headers={"Content-Type": "application/dicom"})  # fmt: skip
+            answers.append(
+                client.post(
+                    "/dicomweb/studies",
+                    content=body,
+                    headers={
+                        "Content-Type": f'multipart/related; type="application/dicom"; '
+                        f"boundary={boundary}"
+                    },
+                )
+            )
+        bad = client.post(
+            "/dicomweb/studies", content=b"x", headers={"Content-Type": "application/dicom"}
+        )
         stored = [a.json()["00081199"]["Value"] for a in answers]
         urls = {item["00081190"]["Value"][0] for batch in stored for item in batch}
         assert [a.status_code for a in answers] == [200, 200] and len(urls) == 1
@@ -231,7 +251,9 @@ def test_service_endpoints_and_logs_without_patient_data(
     gateway: GatewayProcess, small_synth: Path
 ) -> None:
     assert httpx.get(f"{gateway.url}/readyz").json() == {
-        "status": "ready", "checks": {"triton": True, "database": True}}  # fmt: skip
+        "status": "ready",
+        "checks": {"triton": True, "database": True},
+    }
     metrics = httpx.get(f"{gateway.url}/metrics").text
     assert 'ich_http_requests_total{method="POST",route="/v1/analyses",status="200"}' in metrics
     assert 'ich_results_flagged_total{hemorrhage_class="any"}' in metrics
@@ -240,7 +262,8 @@ def test_service_endpoints_and_logs_without_patient_data(
     assert problem["status"] == 422
     schema = httpx.get(f"{gateway.url}/openapi.json").json()
     assert {"/v1/analyses", "/v1/analyses/{analysis_id}/seg", "/dicomweb/studies"} <= set(
-        schema["paths"])  # fmt: skip
+        schema["paths"]
+    )
     header = pydicom.dcmread(sorted(_case(small_synth).glob("*.dcm"))[0])
     log = gateway.log.read_text()
     assert '"request_id"' in log
@@ -255,8 +278,11 @@ def test_accepted_jobs_survive_a_killed_gateway(
     ids = []
     with running.client() as client:
         for n in range(3):
-            answer = client.post("/v1/analyses", files=_parts(_case(small_synth, n)),
-                                 headers={"Prefer": "respond-async"})  # fmt: skip
+            answer = client.post(
+                "/v1/analyses",
+                files=_parts(_case(small_synth, n)),
+                headers={"Prefer": "respond-async"},
+            )
             ids.append(answer.json()["id"])
     running.stop(signal.SIGKILL)
     restarted = start_gateway(tmp_path / "data", triton.grpc_url)
@@ -266,3 +292,45 @@ def test_accepted_jobs_survive_a_killed_gateway(
     finally:
         restarted.stop()
     assert [f["status"] for f in finished] == ["done"] * 3
+
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+
+
+@pytest.mark.realdata
+def test_real_cq500_studies_through_the_gateway_equal_direct_triton(
+    gateway: GatewayProcess, triton: TritonServer
+) -> None:
+    """Three real series of two studies zipped together: the gateway selects what Triton
+    would, adds the upload's warnings, and returns the same findings."""
+    folder = REAL / "cq500" / "dicom"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not present")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            archive.write(path, str(path.relative_to(folder)))
+    with gateway.client(timeout=600) as client:
+        answer = client.post(
+            "/v1/analyses", content=buffer.getvalue(), headers={"Content-Type": "application/zip"}
+        )
+    assert answer.status_code == 200, answer.text
+    direct, _ = PipelineClient(triton.grpc_url).analyze(study_files(folder))
+    served = ExamResult.model_validate(answer.json()["result"])
+    assert served.model_copy(update={"warnings": []}) == direct.model_copy(update={"warnings": []})
+    assert {w.code for w in direct.warnings} <= {w.code for w in served.warnings}
+
+
+def test_the_gateway_runs_on_postgresql(
+    triton: TritonServer, postgres: str, small_synth: Path, tmp_path: Path
+) -> None:
+    running = start_gateway(tmp_path / "data", triton.grpc_url, DATABASE_URL=postgres)
+    try:
+        with running.client() as client:
+            answer = client.post("/v1/analyses", files=_parts(_case(small_synth)))
+            listed = client.get("/v1/analyses").json()["analyses"]
+    finally:
+        running.stop()
+    assert answer.status_code == 200 and answer.json()["status"] == "done"
+    assert answer.json()["id"] in [a["id"] for a in listed]
+    assert not (tmp_path / "data" / "ich.db").exists()  # nothing went to SQLite
