@@ -113,7 +113,7 @@ def _handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(IchError)
     async def ich_error(_: Request, error: IchError) -> Response:
-        return response(of_error(error), retry)
+        return response(of_error(error), getattr(error, "retry_after_s", None) or retry)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> Response:

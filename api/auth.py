@@ -73,6 +73,7 @@ class Authenticator:
                 f"More than {self.settings.rate_limit_per_minute} requests a minute; retry in "
                 f"{math.ceil(wait)} s.",
                 "Too many requests",
+                retry_after_s=math.ceil(wait),
             )
         request.state.client_id = client.id
         return client
@@ -114,12 +115,17 @@ class Authenticator:
                 algorithms=["RS256", "ES256", "PS256", "EdDSA"],
                 audience=self.settings.jwt_audience,
                 issuer=self.settings.jwt_issuer,
-                options={"require": ["exp", "sub"]},
+                options={"require": ["exp", "sub", "iss", "aud"]},
             )
         except (jwt.PyJWTError, KeyError) as error:
             raise ProblemError(
                 "unauthorized", f"The bearer token was refused: {error}.", "Invalid token"
             ) from None
         raw = claims.get("scope", claims.get("scp", ""))
-        scopes = frozenset(raw.split() if isinstance(raw, str) else raw)
+        if isinstance(raw, str):
+            scopes = frozenset(raw.split())
+        elif isinstance(raw, list):
+            scopes = frozenset(str(s) for s in raw)
+        else:
+            scopes = frozenset()
         return token_client(self.engine, str(claims["sub"]), scopes)

@@ -1,8 +1,9 @@
 """The job store's tables (SQLAlchemy Core) on SQLite (WAL) or PostgreSQL.
 
 One schema for both: clients (API keys, hashed), analyses (the jobs and their results) and an
-append-only audit trail. SQLite is the embedded default; ``DATABASE_URL`` picks PostgreSQL for
-several gateway replicas.
+append-only audit trail. SQLite is the embedded default; ``DATABASE_URL`` picks PostgreSQL, a
+server a deployment backs up and operates on its own. (One gateway process owns the jobs it
+resumes; replicas sharing a database would need leases on running jobs.)
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from pathlib import Path
 
 from sqlalchemy import (
     JSON,
-    Boolean,
     Column,
     DateTime,
     Engine,
-    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -64,8 +63,6 @@ analyses = Table(
     Column("timings", JSON),
     Column("outputs", String(16), nullable=False, default="none"),
     Column("webhook", String(16), nullable=False, default="none"),
-    Column("spool_kept", Boolean, nullable=False, default=False),
-    Column("duration_s", Float),
     UniqueConstraint("client_id", "idempotency_key", name="uq_idempotency"),
 )
 

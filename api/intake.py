@@ -16,6 +16,7 @@ from pydicom.uid import UID
 
 from api.settings import Settings
 from ich.dicom import InputLimitError, PixelDataError, Selection, scan, select
+from ich.dicom.sources import DicomSource
 from ich.schema import IngestionWarning
 
 
@@ -63,5 +64,9 @@ def select_series(paths: Sequence[Path], settings: Settings) -> Intake:
             f"The series is encoded as {names}, which cannot be decoded here: send it "
             "uncompressed, or as JPEG, JPEG-LS, JPEG 2000 or RLE."
         )
-    sources = {i.source.name: i.source for i in instances}
-    return Intake(selection, [s.read_bytes() for s in sources.values()])
+    return Intake(selection, [s.read_bytes() for s in series_sources(selection)])
+
+
+def series_sources(selection: Selection) -> list[DicomSource]:
+    """The files of the selected series, each once (a multi-frame file holds many frames)."""
+    return list({i.source.name: i.source for i in selection.chosen.grid.instances}.values())

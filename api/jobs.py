@@ -1,12 +1,11 @@
 """The job store: analyses, their results and the audit trail, over SQLAlchemy Core.
 
-Every state change is one short transaction, so SQLite (WAL) and PostgreSQL behave alike and a
-crash leaves each analysis in a state :meth:`JobStore.unfinished` can resume from.
+Every state change is a short transaction of its own, so SQLite (WAL) and PostgreSQL behave
+alike and a crash leaves each analysis in a state :meth:`JobStore.unfinished` can resume from.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +44,7 @@ class JobStore:
             ProblemError: idempotency-conflict, the key was used for a different body.
         """
         if idempotency_key:
-            found = self._by_key(client_id, idempotency_key)
+            found = self.by_key(client_id, idempotency_key)
             if found is not None:
                 return self._same(found, digest), False
         values = {
@@ -60,20 +59,19 @@ class JobStore:
             "attempts": 0,
             "outputs": Outputs.NONE.value,
             "webhook": "none",
-            "spool_kept": False,
         }
         try:
             with self.engine.begin() as db:
                 db.execute(insert(analyses).values(**values))
         except IntegrityError:  # a concurrent retry with the same key won the race
-            found = self._by_key(client_id, idempotency_key or "")
+            found = self.by_key(client_id, idempotency_key or "")
             if found is None:
                 raise
             return self._same(found, digest), False
         self.audit(client_id, "create", values["id"], source)
         return self.get(values["id"]), True  # type: ignore[return-value]
 
-    def _by_key(self, client_id: str, key: str) -> Row | None:
+    def by_key(self, client_id: str, key: str) -> Row | None:
         with self.engine.connect() as db:
             return db.execute(
                 select(analyses).where(
@@ -99,9 +97,15 @@ class JobStore:
         with self.engine.connect() as db:
             return db.execute(query).first()
 
-    def update(self, analysis_id: str, **values: Any) -> None:
+    def update(self, analysis_id: str, **values: Any) -> bool:
+        """Set ``values``; False if the analysis no longer exists (deleted)."""
         with self.engine.begin() as db:
-            db.execute(update(analyses).where(analyses.c.id == analysis_id).values(**values))
+            done = db.execute(update(analyses).where(analyses.c.id == analysis_id).values(**values))
+        return bool(done.rowcount)
+
+    def finish(self, analysis_id: str, **values: Any) -> bool:
+        """Record the end of a running analysis; False if it was deleted meanwhile."""
+        return self.update(analysis_id, finished=now(), **values)
 
     def claim(self, analysis_id: str) -> Row | None:
         """Mark an analysis running (counting the attempt); None if it is no longer queued
@@ -128,10 +132,14 @@ class JobStore:
             ).all()
         return [r.id for r in rows]
 
-    def outputs_pending(self) -> list[str]:
+    def follow_ups_pending(self) -> list[str]:
+        """Finished analyses whose DICOM objects or webhook are still to be done."""
         with self.engine.connect() as db:
             rows = db.execute(
-                select(analyses.c.id).where(analyses.c.outputs == Outputs.PENDING.value)
+                select(analyses.c.id).where(
+                    (analyses.c.outputs == Outputs.PENDING.value)
+                    | (analyses.c.webhook == "pending")
+                )
             ).all()
         return [r.id for r in rows]
 
@@ -184,15 +192,19 @@ class JobStore:
         return True
 
 
-def as_analysis(row: Row, base: str = "") -> Analysis:
+def location(analysis_id: str) -> str:
+    return f"/v1/analyses/{analysis_id}"
+
+
+def as_analysis(row: Row) -> Analysis:
     """The API view of a stored analysis."""
     result = ExamResult.model_validate_json(row.result) if row.result else None
-    links = {"self": f"{base}/v1/analyses/{row.id}"}
+    links = {"self": location(row.id)}
     if row.outputs == Outputs.READY.value:
         links |= {
-            "seg": f"{base}/v1/analyses/{row.id}/seg",
-            "sr": f"{base}/v1/analyses/{row.id}/sr",
-            "overlays": f"{base}/v1/analyses/{row.id}/overlays/{{n}}.png",
+            "seg": f"{location(row.id)}/seg",
+            "sr": f"{location(row.id)}/sr",
+            "overlays": f"{location(row.id)}/overlays/{{n}}.png",
         }
     return Analysis(
         id=row.id,
@@ -209,7 +221,3 @@ def as_analysis(row: Row, base: str = "") -> Analysis:
         outputs=Outputs(row.outputs),
         links=links,
     )
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from api.db import clients
 from ich.errors import IchError
@@ -89,19 +90,25 @@ def find_key(engine: Engine, key: str) -> Client | None:
 def token_client(engine: Engine, subject: str, scopes: frozenset[str]) -> Client:
     """The client row of a JWT subject, created on first sight (analyses need an owner)."""
     client_id = "jwt-" + hashlib.sha256(subject.encode()).hexdigest()[:24]
-    with engine.begin() as db:
-        row = db.execute(select(clients).where(clients.c.id == client_id)).first()
-        if row is None:
-            db.execute(
-                insert(clients).values(
-                    id=client_id,
-                    name=f"token {client_id[4:16]}",
-                    scopes="",
-                    webhook_secret=secrets.token_hex(32),
-                    created=datetime.now(UTC),
+    query = select(clients).where(clients.c.id == client_id)
+    with engine.connect() as db:
+        row = db.execute(query).first()
+    if row is None:
+        try:
+            with engine.begin() as db:
+                db.execute(
+                    insert(clients).values(
+                        id=client_id,
+                        name=f"token {client_id[4:16]}",
+                        scopes="",
+                        webhook_secret=secrets.token_hex(32),
+                        created=datetime.now(UTC),
+                    )
                 )
-            )
-            row = db.execute(select(clients).where(clients.c.id == client_id)).one()
+        except IntegrityError:  # a concurrent first request of the same subject made it
+            pass
+        with engine.connect() as db:
+            row = db.execute(query).one()
     if row.revoked is not None:
         raise UnknownKeyError(f"Client {client_id} is revoked.")
     return Client(row.id, row.name, scopes, row.webhook_secret)

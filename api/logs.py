@@ -1,7 +1,8 @@
 """Structured JSON logs, one object a line, each with the request id of the request it is about.
 
-Only what the gateway itself writes reaches these lines: UIDs appear as digests, and no header
-value of an uploaded file (names, IDs, dates) is ever logged.
+Only what the gateway itself writes reaches these lines: UIDs appear as digests, no header
+value of an uploaded file (names, IDs, dates) is logged, and errors are logged by type and
+stack without their messages.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextvars
 import json
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -29,8 +31,12 @@ class JsonFormatter(logging.Formatter):
         if rid:
             line["request_id"] = rid
         line |= {k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)}
-        if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[0] is not None:
+            # The type and the frames, not the message: messages of third-party parsers may
+            # quote header values of the uploaded files.
+            kind, _, trace = record.exc_info
+            line["error"] = kind.__name__
+            line["trace"] = "".join(traceback.format_tb(trace))
         return json.dumps(line, default=str)
 
 

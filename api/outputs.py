@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from api.intake import series_sources
 from api.models import Analysis
 from api.settings import Settings
 from ich.dicom import load_volume, scan, select
@@ -19,6 +20,8 @@ from ich.overlays import overlay_png
 from ich.reports import measurement_report, segmentation
 
 SEG_FILE, SR_FILE, OVERLAYS = "seg.dcm", "sr.dcm", "overlays"
+LABEL_FILE = "label.npz"
+"""The label volume Triton returned, kept from the analysis for the DICOM SEG."""
 
 
 def overlay_path(results: Path, plane: int) -> Path:
@@ -34,11 +37,13 @@ def write_outputs(
     selection = select(scan(list(files), settings.input_limits))
     chosen = selection.chosen
     volume = load_volume(chosen.grid, chosen.series.study_uid, chosen.series.series_uid)
-    label = np.load(results / "label.npz")["label"]
+    label = np.load(results / LABEL_FILE)["label"]
     if label.shape != volume.shape:
         raise ValueError(f"label volume {label.shape} does not match the series {volume.shape}")
-    sources = {i.source.name: i.source for i in chosen.grid.instances}
-    datasets = [pydicom.dcmread(s.open(), stop_before_pixels=True) for s in sources.values()]
+    datasets = []
+    for source in series_sources(selection):
+        with source.open() as stream:
+            datasets.append(pydicom.dcmread(stream, stop_before_pixels=True))
     seg = segmentation(volume, label, datasets, analysis.model)
     seg.save_as(results / SEG_FILE)
     sr = measurement_report(analysis.result, datasets, analysis.model, seg=seg)

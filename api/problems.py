@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from api.models import ProblemDetail
 from ich.errors import IchError
 
 PROBLEM_JSON = "application/problem+json"
@@ -83,10 +84,13 @@ DESCRIPTIONS: dict[str, str] = {
 class ProblemError(IchError):
     """An error the gateway answers with directly (auth, limits, routing)."""
 
-    def __init__(self, code: str, detail: str, title: str | None = None) -> None:
+    def __init__(
+        self, code: str, detail: str, title: str | None = None, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(detail)
         self.code = code  # type: ignore[misc]
         self.title = title or code.replace("-", " ").capitalize()  # type: ignore[misc]
+        self.retry_after_s = retry_after_s
 
 
 def problem(code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
@@ -102,6 +106,11 @@ def problem(code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
 
 def of_error(error: IchError, **extra: Any) -> dict[str, Any]:
     return problem(error.code, error.title, error.message, **extra)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for problem documents of these statuses."""
+    return {s: {"model": ProblemDetail, "content": {PROBLEM_JSON: {}}} for s in statuses}
 
 
 def response(document: dict[str, Any], retry_after_s: int) -> JSONResponse:

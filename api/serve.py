@@ -35,6 +35,7 @@ def local_key(settings: Settings) -> str:
         engine.dispose()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
+    path.chmod(0o600)
     path.write_text(key + "\n")
     return key
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ich.dicom import InputLimits
 
@@ -44,10 +44,22 @@ class Settings(BaseModel):
     webhook_attempts: int = Field(6, ge=1)
     webhook_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles.")
     webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_allow_loopback: bool = Field(
+        False, description="Let callbacks reach 127.0.0.1 (tests, single-host set-ups)."
+    )
     stow_quiet_s: float = Field(
         5.0, ge=0, description="A STOW-RS study is complete this long after its last instance."
     )
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 429 and 503.")
+
+    @model_validator(mode="after")
+    def _tokens_are_bound(self) -> Settings:
+        if self.jwks_file is not None and not (self.jwt_issuer and self.jwt_audience):
+            raise ValueError(
+                "ICH_JWKS_FILE needs ICH_JWT_ISSUER and ICH_JWT_AUDIENCE: tokens must be checked "
+                "for who issued them and for whom"
+            )
+        return self
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -1,5 +1,6 @@
 """DICOMweb STOW-RS intake: instances arrive in any number of requests; a study's analysis
-is queued once no instance of it has arrived for ``stow_quiet_s`` seconds.
+is queued once no instance of it has arrived for ``stow_quiet_s`` seconds and no store request
+of its client is still streaming.
 
 Each (client, study) gets an analysis in status ``receiving`` when its first instance lands, so
 the store response can already point at it; a restart queues whatever was still receiving.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from api.worker import Workers
 from ich.logs import uid_digest
 
 log = logging.getLogger("api.stow")
+CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0xC000, 0xA700
+"""DICOM failure reasons of a refused instance (PS3.4 C.4.2.1.4 status codes)."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,22 @@ class Refused:
     sop_class_uid: str
     sop_instance_uid: str
     reason: int
-    """DICOM failure reason: 0xC000 cannot understand, 0xA700 out of resources."""
+
+
+@dataclass
+class _Open:
+    analysis_id: str
+    client_id: str
+    instances: int = 0
+
+
+def _identify(path: Path) -> tuple[str, str, str] | None:
+    """(study, SOP class, SOP instance) UIDs of a stored part, or None if it is not DICOM."""
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        return str(header.StudyInstanceUID), str(header.SOPClassUID), str(header.SOPInstanceUID)
+    except Exception:  # anything unreadable is refused, the rest is kept
+        return None
 
 
 @dataclass
@@ -44,8 +63,10 @@ class Assembler:
     settings: Settings
     store: JobStore
     workers: Workers
-    open: dict[tuple[str, str], str] = field(default_factory=dict)
+    studies: dict[tuple[str, str], _Open] = field(default_factory=dict)
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    streaming: Counter[str] = field(default_factory=Counter)
+    """Store requests in flight per client: their studies may not be complete yet."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self) -> None:
@@ -56,37 +77,50 @@ class Assembler:
         for timer in self.timers.values():
             timer.cancel()
 
+    def begin(self, client_id: str) -> None:
+        self.streaming[client_id] += 1
+
+    def end(self, client_id: str) -> None:
+        self.streaming[client_id] -= 1
+
+    def forget(self, analysis_id: str) -> None:
+        """A deleted analysis takes no more instances."""
+        if analysis_id in self.timers:
+            self.timers.pop(analysis_id).cancel()
+        self.studies = {k: v for k, v in self.studies.items() if v.analysis_id != analysis_id}
+
     async def add(self, client_id: str, files: list[Path]) -> list[Stored | Refused]:
         """File each instance under its study's receiving analysis (created if needed)."""
+        found = await asyncio.to_thread(lambda: [_identify(p) for p in files])
         outcomes: list[Stored | Refused] = []
         async with self.lock:
-            for path in files:
-                try:
-                    header = pydicom.dcmread(path, stop_before_pixels=True)
-                    study = str(header.StudyInstanceUID)
-                    sop_class, sop = str(header.SOPClassUID), str(header.SOPInstanceUID)
-                except Exception:  # anything unreadable is refused, the rest is kept
-                    outcomes.append(Refused("", "", 0xC000))
-                    path.unlink(missing_ok=True)
+            for path, identity in zip(files, found, strict=True):
+                if identity is None:
+                    outcomes.append(Refused("", "", CANNOT_UNDERSTAND))
                     continue
-                analysis_id = self._analysis(client_id, study)
-                target = self.workers.spool(analysis_id)
+                study, sop_class, sop = identity
+                current = self._open(client_id, study)
+                if current.instances >= self.settings.max_files:
+                    outcomes.append(Refused(sop_class, sop, OUT_OF_RESOURCES))
+                    continue
+                target = self.workers.spool(current.analysis_id)
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.move(path, target / f"{uid_digest(sop)}.dcm")
-                outcomes.append(Stored(sop_class, sop, analysis_id))
-                self._touch(analysis_id)
+                current.instances += 1
+                outcomes.append(Stored(sop_class, sop, current.analysis_id))
+                self._arm(current.analysis_id)
         return outcomes
 
-    def _analysis(self, client_id: str, study: str) -> str:
+    def _open(self, client_id: str, study: str) -> _Open:
         key = (client_id, study)
-        if key not in self.open:
+        if key not in self.studies:
             self.workers.admit()
             row, _ = self.store.create(client_id, "stow", Status.RECEIVING)
-            self.open[key] = row.id
+            self.studies[key] = _Open(row.id, client_id)
             log.info("study %s receiving as analysis %s", uid_digest(study), row.id)
-        return self.open[key]
+        return self.studies[key]
 
-    def _touch(self, analysis_id: str) -> None:
+    def _arm(self, analysis_id: str) -> None:
         if analysis_id in self.timers:
             self.timers[analysis_id].cancel()
         loop = asyncio.get_running_loop()
@@ -95,8 +129,19 @@ class Assembler:
         )
 
     def _complete(self, analysis_id: str) -> None:
-        """The quiet period passed: queue the analysis."""
+        """The quiet period passed: queue the analysis (later, while its client still
+        streams, or when the database does not answer)."""
         self.timers.pop(analysis_id, None)
-        self.open = {k: v for k, v in self.open.items() if v != analysis_id}
-        self.store.update(analysis_id, status=Status.QUEUED.value)
-        self.workers.submit(analysis_id)
+        owner = next((v for v in self.studies.values() if v.analysis_id == analysis_id), None)
+        if owner is not None and self.streaming[owner.client_id] > 0:
+            self._arm(analysis_id)
+            return
+        try:
+            exists = self.store.update(analysis_id, status=Status.QUEUED.value)
+        except Exception:
+            log.exception("could not queue received analysis %s; retrying", analysis_id)
+            self._arm(analysis_id)
+            return
+        self.forget(analysis_id)
+        if exists:
+            self.workers.submit(analysis_id)

@@ -8,9 +8,11 @@ spool; zip members are checked for traversal and expansion before anything is ac
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
@@ -95,7 +97,8 @@ def _media_type(request: Request) -> tuple[str, dict[bytes, bytes]]:
 async def receive(
     request: Request, directory: Path, settings: Settings, stow: bool = False
 ) -> Upload:
-    """Stream the body into ``directory``; on any error the directory is removed.
+    """Stream the body into ``directory`` (zips unpacked); on any error here the directory is
+    removed, after a successful return it is the caller's.
 
     Raises:
         ProblemError: unsupported content type (415), too large (413), malformed (400).
@@ -113,7 +116,7 @@ async def receive(
         await _receive(request, upload, settings, stow)
         if not upload.files:
             raise ProblemError("no-dicom", "The request holds no files.", "No DICOM images")
-        upload.files = [f for path in upload.files for f in _unpacked(path, settings)]
+        upload.files = await asyncio.to_thread(_unpack, upload.files, settings)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -208,29 +211,49 @@ async def _multipart(request: Request, sink: _Sink, options: dict[bytes, bytes])
         sink.close()
 
 
-def _unpacked(path: Path, settings: Settings) -> list[Path]:
-    """A spooled file, or the members of a spooled zip written beside it (the zip removed):
-    headers are then read from files, not by decompressing each member again."""
-    if path.suffix != ".zip":
-        return [path]
-    infos = check_archive(path, settings)
-    budget = settings.input_limits.max_total_bytes
-    written = []
-    with zipfile.ZipFile(path) as archive:
-        for n, info in enumerate(infos):
-            target = path.with_name(f"{path.stem}-{n:05d}.dcm")
-            with archive.open(info) as source, target.open("wb") as out:
-                while chunk := source.read(1 << 20):
-                    budget -= len(chunk)
-                    if budget < 0:
+def _unpack(files: list[Path], settings: Settings) -> list[Path]:
+    """The spooled files, zips replaced by their members written beside them (headers are then
+    read from files, not by decompressing each member again). One budget of files and bytes
+    covers the whole request, however many archives it holds."""
+    limits = settings.input_limits
+    budget, unpacked = limits.max_total_bytes, []
+    for path in files:
+        if path.suffix != ".zip":
+            unpacked.append(path)
+            continue
+        try:
+            with zipfile.ZipFile(path) as archive:
+                for n, info in enumerate(check_archive(archive, settings)):
+                    if len(unpacked) >= limits.max_files:
                         raise ProblemError(
                             "input-limit",
-                            "The archive expands beyond the limit; refusing a possible zip bomb.",
+                            f"More than {limits.max_files} files in one request; send one study.",
                         )
-                    out.write(chunk)
-            written.append(target)
-    path.unlink()
-    return written
+                    target = path.with_name(f"{path.stem}-{n:05d}.dcm")
+                    with archive.open(info) as source, target.open("wb") as out:
+                        while chunk := source.read(1 << 20):
+                            budget -= len(chunk)
+                            if budget < 0:
+                                raise ProblemError(
+                                    "input-limit",
+                                    "The archives expand beyond "
+                                    f"{limits.max_total_bytes:,} bytes; refusing a possible zip "
+                                    "bomb.",
+                                    "Archive too large",
+                                )
+                            out.write(chunk)
+                    unpacked.append(target)
+        except (
+            zipfile.BadZipFile,
+            OSError,
+            EOFError,
+            RuntimeError,
+            NotImplementedError,
+            zlib.error,
+        ) as error:  # corrupt, encrypted or exotic archives
+            raise ProblemError("bad-request", f"The zip archive cannot be read: {error}.") from None
+        path.unlink()
+    return unpacked
 
 
 def _unsafe(member: str) -> bool:
@@ -238,15 +261,11 @@ def _unsafe(member: str) -> bool:
     return path.is_absolute() or ".." in path.parts or bool(PureWindowsPath(member).drive)
 
 
-def check_archive(path: Path, settings: Settings) -> list[zipfile.ZipInfo]:
+def check_archive(archive: zipfile.ZipFile, settings: Settings) -> list[zipfile.ZipInfo]:
     """The file members of a zip, refused if any name leaves the archive, if one expands too
     far (ratio) or all together too much, before anything is decompressed."""
     limits = settings.input_limits
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError):
-        raise ProblemError("bad-request", "The zip archive is not readable.") from None
+    infos = archive.infolist()
     traversing = [i.filename for i in infos if _unsafe(i.filename)]
     if traversing:
         raise ProblemError(
@@ -266,12 +285,12 @@ def check_archive(path: Path, settings: Settings) -> list[zipfile.ZipInfo]:
         raise ProblemError(
             "input-limit", f"The archive holds {len(infos)} files (limit {limits.max_files})."
         )
-    for info in infos:
+    for n, info in enumerate(infos, start=1):
         ratio = info.file_size / max(info.compress_size, 1)
         if ratio > limits.max_zip_ratio:
             raise ProblemError(
                 "input-limit",
-                f"Archive member {infos.index(info) + 1} expands {ratio:.0f}-fold (limit "
+                f"Archive member {n} expands {ratio:.0f}-fold (limit "
                 f"{limits.max_zip_ratio:.0f}); refusing a possible zip bomb.",
                 "Archive too large",
             )

@@ -2,7 +2,9 @@
 
 The signature header is ``ICH-Signature: t=<unix time>,v1=<hex HMAC-SHA256>`` over
 ``"<t>.<body>"`` with the client's webhook secret, so a receiver can check origin, integrity
-and freshness (the SDK's ``verify_webhook`` does).
+and freshness (:func:`verify` does). Callback URLs must be http(s) and may not point at
+loopback, link-local (cloud metadata) or unspecified addresses: a client cannot make the
+gateway call itself, Triton or the host's metadata service.
 """
 
 from __future__ import annotations
@@ -10,14 +12,50 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import logging
+import socket
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 
+from api.problems import ProblemError
+
 SIGNATURE_HEADER = "ICH-Signature"
 log = logging.getLogger("api.webhooks")
+
+
+def check_callback(url: str, allow_loopback: bool = False) -> None:
+    """Refuse a callback URL that is not http(s) or resolves to a forbidden address.
+
+    Raises:
+        ProblemError: bad-request, naming why.
+    """
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port, parts = None, None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise ProblemError("bad-request", f"callback_url must be an http(s) URL, got {url!r}.")
+    try:
+        addresses = {a[4][0] for a in socket.getaddrinfo(host, port or 443)}
+    except (socket.gaierror, UnicodeError):
+        raise ProblemError("bad-request", f"callback_url host {host!r} does not resolve.") from None
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if (
+            ip.is_link_local
+            or ip.is_unspecified
+            or ip.is_multicast
+            or (ip.is_loopback and not allow_loopback)
+        ):
+            raise ProblemError(
+                "bad-request",
+                f"callback_url {host!r} resolves to {ip}, which webhooks may not call.",
+            )
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -62,7 +100,7 @@ async def deliver(
                 if answer.is_success:
                     return True
                 reason = f"HTTP {answer.status_code}"
-            except httpx.HTTPError as error:
+            except Exception as error:  # refused, reset, invalid URL, TLS: all retried alike
                 reason = type(error).__name__
             log.warning("webhook %s attempt %d/%d failed: %s", delivery, attempt, attempts, reason)
             if attempt < attempts:

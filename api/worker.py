@@ -3,7 +3,9 @@
 An analysis is queued in the database before the client hears "accepted", so a restart finds
 every accepted job (:meth:`Workers.start` re-queues them). A worker scans headers and selects
 the series (gateway), sends that series to Triton (pixels), stores the result and wakes any
-waiting request. The DICOM SEG, SR and overlays and the webhook follow, off the request's path.
+waiting request. The DICOM SEG, SR and overlays and the webhook follow, off the request's path,
+and are resumed after a restart too. An unreachable or slow Triton is retried a few times
+before the analysis fails with that reason.
 """
 
 from __future__ import annotations
@@ -12,9 +14,14 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from sqlalchemy import Row
 
 from api.inference import Inference
 from api.intake import select_series
@@ -22,27 +29,37 @@ from api.jobs import JobStore, as_analysis, now
 from api.keys import client_secret
 from api.metrics import Metrics
 from api.models import Outputs, Status
-from api.outputs import write_outputs
+from api.outputs import LABEL_FILE, write_outputs
 from api.problems import ProblemError, of_error, problem
 from api.settings import Settings
-from api.webhooks import deliver
+from api.webhooks import check_callback, deliver
 from ich.errors import IchError
 from ich.logs import uid_digest
 
 log = logging.getLogger("api.worker")
-LABEL_FILE = "label.npz"
+TRANSIENT = frozenset({"triton-unavailable", "analysis-timeout"})
+MAX_ATTEMPTS = 3
+"""Tries of one analysis (transient Triton failures, restarts in the middle) before it fails."""
+
+
+class Outcome(Enum):
+    FINISHED = "finished"
+    RETRY = "retry"
+    GONE = "gone"
+    """Deleted, or finished by an earlier attempt."""
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite returns naive UTC datetimes, PostgreSQL aware ones."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class Workers:
     def __init__(
         self, settings: Settings, store: JobStore, inference: Inference, metrics: Metrics
     ) -> None:
-        self.settings, self.store, self.inference, self.metrics = (
-            settings,
-            store,
-            inference,
-            metrics,
-        )
+        self.settings, self.store, self.inference = settings, store, inference
+        self.metrics = metrics
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.finished: dict[str, asyncio.Event] = {}
         self.tasks: list[asyncio.Task[None]] = []
@@ -51,17 +68,25 @@ class Workers:
     def spool(self, analysis_id: str) -> Path:
         return self.settings.spool_dir / analysis_id
 
+    def spooled(self, analysis_id: str) -> list[Path]:
+        folder = self.spool(analysis_id)
+        return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
     def results(self, analysis_id: str) -> Path:
         return self.settings.results_dir / analysis_id
 
     async def start(self) -> None:
-        """Start the workers and resume what a previous run accepted and did not finish."""
+        """Sweep what no analysis owns, resume what a previous run accepted and did not
+        finish (analyses, DICOM objects, webhooks), then start the workers."""
+        for folder in (self.settings.spool_dir, self.settings.results_dir):
+            for entry in folder.iterdir():
+                if self.store.get(entry.name.removeprefix("stow-")) is None:
+                    shutil.rmtree(entry, ignore_errors=True)
         resumed = self.store.unfinished(Status.QUEUED, Status.RUNNING)
         for analysis_id in resumed:
             self.queue.put_nowait(analysis_id)
-        for analysis_id in self.store.outputs_pending():
-            self._spawn(self._follow_up(analysis_id, notify=False))
-        self.metrics.queue_depth.set(len(resumed))
+        for analysis_id in self.store.follow_ups_pending():
+            self._spawn(self._follow_up(analysis_id))
         if resumed:
             log.info("resumed %d accepted analyses", len(resumed))
         self.tasks = [asyncio.create_task(self._work()) for _ in range(self.settings.workers)]
@@ -85,10 +110,9 @@ class Workers:
     def submit(self, analysis_id: str) -> None:
         self.finished.setdefault(analysis_id, asyncio.Event())
         self.queue.put_nowait(analysis_id)
-        self.metrics.queue_depth.inc()
 
     async def wait(self, analysis_id: str, timeout_s: float) -> bool:
-        """True once the analysis is done or failed, False after ``timeout_s``."""
+        """True once the analysis is done, failed or gone; False after ``timeout_s``."""
         event = self.finished.setdefault(analysis_id, asyncio.Event())
         row = self.store.get(analysis_id)
         if row is None or row.status in (Status.DONE.value, Status.FAILED.value):
@@ -99,76 +123,96 @@ class Workers:
             return False
         return True
 
-    def _spawn(self, coroutine: object) -> None:
-        task = asyncio.create_task(coroutine)  # type: ignore[arg-type]
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
     async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             analysis_id = await self.queue.get()
             self.metrics.busy.inc()
             try:
-                finished = await asyncio.to_thread(self._analyse, analysis_id)
+                outcome = await asyncio.to_thread(self._analyse, analysis_id)
+            except Exception:  # e.g. the database is gone: the analysis stays for a restart
+                log.exception("worker could not record analysis %s", analysis_id)
+                outcome = Outcome.GONE
             finally:
                 self.metrics.busy.dec()
-                self.metrics.queue_depth.dec()
-            if finished:
-                self._spawn(self._follow_up(analysis_id, notify=True))
+            if outcome is Outcome.RETRY:
+                delay = self.settings.retry_after_s
+                loop.call_later(delay, self.queue.put_nowait, analysis_id)
+                continue
+            if outcome is Outcome.FINISHED:
+                self._spawn(self._follow_up(analysis_id))
             event = self.finished.pop(analysis_id, None)
             if event is not None:
                 event.set()
 
-    def _analyse(self, analysis_id: str) -> bool:
-        """Run one analysis to done or failed; False if it was gone (deleted, finished)."""
+    def _analyse(self, analysis_id: str) -> Outcome:
+        """Run one analysis to done or failed (or back to the queue after a transient
+        failure)."""
         row = self.store.claim(analysis_id)
         if row is None:
-            return False
+            return Outcome.GONE
         started = time.perf_counter()
-        queued_s = (now() - row.created.replace(tzinfo=now().tzinfo)).total_seconds()
+        if row.attempts > MAX_ATTEMPTS:
+            detail = f"Gave up after {MAX_ATTEMPTS} attempts, each interrupted by a restart."
+            return self._fail(row, problem("analysis-failed", "Analysis failed", detail), started)
+        queued_s = max((now() - _utc(row.created)).total_seconds(), 0.0)
         try:
-            files = sorted(p for p in self.spool(analysis_id).iterdir() if p.is_file())
-            intake = select_series(files, self.settings)
+            intake = select_series(self.spooled(analysis_id), self.settings)
             selected = time.perf_counter()
             result, label = self.inference.analyze(intake.files)
             inferred = time.perf_counter()
-            codes = {w.code for w in result.warnings}
-            extra = [w for w in intake.warnings if w.code not in codes]
-            result = result.model_copy(update={"warnings": [*extra, *result.warnings]})
-            out = self.results(analysis_id)
-            out.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(out / LABEL_FILE, label=label)
             model = self.inference.model
         except IchError as error:
-            return self._fail(analysis_id, of_error(error), started)
+            if error.code in TRANSIENT and row.attempts < MAX_ATTEMPTS:
+                log.warning("analysis %s: %s, retrying", analysis_id, error.code)
+                self.store.update(analysis_id, status=Status.QUEUED.value)
+                return Outcome.RETRY
+            return self._fail(row, of_error(error), started)
         except Exception:
             log.exception("analysis %s failed unexpectedly", analysis_id)
-            return self._fail(
-                analysis_id,
-                problem(
-                    "analysis-failed",
-                    "Analysis failed",
-                    "The analysis failed on the server; the error is logged with this analysis id.",
-                ),
-                started,
-            )
+            detail = "The analysis failed on the server; the error is logged with its id."
+            return self._fail(row, problem("analysis-failed", "Analysis failed", detail), started)
+        codes = {w.code for w in result.warnings}
+        extra = [w for w in intake.warnings if w.code not in codes]
+        result = result.model_copy(update={"warnings": [*extra, *result.warnings]})
+        out = self.results(analysis_id)
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out / LABEL_FILE, label=label)
         timings = {
-            "queued_s": round(max(queued_s, 0.0), 4),
+            "queued_s": round(queued_s, 4),
             "selection_s": round(selected - started, 4),
             "inference_s": round(inferred - selected, 4),
-            "total_s": round(max(queued_s, 0.0) + inferred - started, 4),
+            "total_s": round(queued_s + inferred - started, 4),
         }
-        self.store.update(
+        recorded = self.store.finish(
             analysis_id,
             status=Status.DONE.value,
-            finished=now(),
             result=result.model_dump_json(),
             model=model.model_dump(),
             timings=timings,
             study_digest=uid_digest(result.study_uid),
             outputs=Outputs.PENDING.value,
-            problem=None,
+            webhook="pending" if row.callback_url else "none",
         )
+        if not recorded:  # deleted while it ran: leave nothing of it behind
+            self._discard(analysis_id)
+            return Outcome.GONE
+        self._count(result, timings)
+        log.info(
+            "analysis %s done: study %s, any_ich %s, %.2f s",
+            analysis_id,
+            uid_digest(result.study_uid),
+            result.any_ich_flagged,
+            timings["total_s"],
+        )
+        return Outcome.FINISHED
+
+    def _count(self, result: Any, timings: dict[str, float]) -> None:
         self.metrics.analyses.labels("done").inc()
         self.metrics.analysis_seconds.labels("total").observe(timings["total_s"])
         self.metrics.analysis_seconds.labels("inference").observe(timings["inference_s"])
@@ -177,71 +221,72 @@ class Workers:
                 self.metrics.flagged.labels(finding.hemorrhage_class.value).inc()
         if result.any_ich_flagged:
             self.metrics.flagged.labels("any").inc()
-        log.info(
-            "analysis %s done: study %s, any_ich %s, %.2f s",
-            analysis_id,
-            uid_digest(result.study_uid),
-            result.any_ich_flagged,
-            timings["total_s"],
-        )
-        return True
 
-    def _fail(self, analysis_id: str, document: dict[str, object], started: float) -> bool:
+    def _fail(self, row: Row, document: dict[str, object], started: float) -> Outcome:
         code = str(document["type"]).rsplit("/", 1)[-1]
-        self.store.update(analysis_id, status=Status.FAILED.value, finished=now(), problem=document)
-        self.metrics.analyses.labels(code).inc()
-        log.info(
-            "analysis %s failed: %s after %.2f s", analysis_id, code, time.perf_counter() - started
+        recorded = self.store.finish(
+            row.id,
+            status=Status.FAILED.value,
+            problem=document,
+            webhook="pending" if row.callback_url else "none",
         )
-        self._retire_spool(analysis_id)
-        return True
+        if not recorded:
+            self._discard(row.id)
+            return Outcome.GONE
+        self.metrics.analyses.labels(code).inc()
+        log.info("analysis %s failed: %s after %.2f s", row.id, code, time.perf_counter() - started)
+        self._retire_spool(row.id)
+        return Outcome.FINISHED
+
+    def _discard(self, analysis_id: str) -> None:
+        shutil.rmtree(self.spool(analysis_id), ignore_errors=True)
+        shutil.rmtree(self.results(analysis_id), ignore_errors=True)
 
     def _retire_spool(self, analysis_id: str) -> None:
-        if self.settings.keep_spool:
-            self.store.update(analysis_id, spool_kept=True)
-        else:
+        if not self.settings.keep_spool:
             shutil.rmtree(self.spool(analysis_id), ignore_errors=True)
 
-    async def _follow_up(self, analysis_id: str, notify: bool) -> None:
-        """DICOM SEG, SR and overlays (done analyses), then the webhook."""
+    async def _follow_up(self, analysis_id: str) -> None:
+        """DICOM SEG, SR and overlays of a done analysis, then its webhook, each if pending."""
         row = self.store.get(analysis_id)
-        if row is None:
-            return
-        if row.status == Status.DONE.value and row.outputs == Outputs.PENDING.value:
-            await asyncio.to_thread(self._outputs, analysis_id)
-        row = self.store.get(analysis_id)
-        if notify and row is not None and row.callback_url:
+        if row is not None and row.outputs == Outputs.PENDING.value:
+            await asyncio.to_thread(self._outputs, row)
+            row = self.store.get(analysis_id)
+        if row is not None and row.webhook == "pending":
             await self._webhook(row)
 
-    def _outputs(self, analysis_id: str) -> None:
-        row = self.store.get(analysis_id)
-        if row is None:
-            return
+    def _outputs(self, row: Row) -> None:
         state = Outputs.READY
         try:
-            files = sorted(p for p in self.spool(analysis_id).iterdir() if p.is_file())
-            write_outputs(files, self.results(analysis_id), as_analysis(row), self.settings)
+            write_outputs(
+                self.spooled(row.id), self.results(row.id), as_analysis(row), self.settings
+            )
         except Exception:
-            log.exception("DICOM outputs of analysis %s failed", analysis_id)
+            log.exception("DICOM outputs of analysis %s failed", row.id)
             state = Outputs.FAILED
-        self.store.update(analysis_id, outputs=state.value)
-        self._retire_spool(analysis_id)
+        if not self.store.update(row.id, outputs=state.value):
+            self._discard(row.id)
+            return
+        self._retire_spool(row.id)
 
-    async def _webhook(self, row: object) -> None:
-        analysis = as_analysis(row)  # type: ignore[arg-type]
-        event = f"analysis.{analysis.status.value}"
-        body = analysis.model_dump_json(exclude={"result": {"label_volume"}}).encode()
-        secret = client_secret(self.store.engine, row.client_id)  # type: ignore[attr-defined]
-        delivered = await deliver(
-            row.callback_url,
-            secret,
-            event,
-            body,  # type: ignore[attr-defined]
-            self.settings.webhook_attempts,
-            self.settings.webhook_backoff_s,
-            self.settings.webhook_timeout_s,
-        )
+    async def _webhook(self, row: Row) -> None:
+        analysis = as_analysis(row)
+        body = analysis.model_dump_json().encode()
+        try:
+            check_callback(row.callback_url, self.settings.webhook_allow_loopback)
+            delivered = await deliver(
+                row.callback_url,
+                client_secret(self.store.engine, row.client_id),
+                f"analysis.{analysis.status.value}",
+                body,
+                self.settings.webhook_attempts,
+                self.settings.webhook_backoff_s,
+                self.settings.webhook_timeout_s,
+            )
+        except ProblemError as refused:
+            log.warning("webhook of analysis %s refused: %s", row.id, refused.message)
+            delivered = False
         outcome = "delivered" if delivered else "failed"
         self.metrics.webhooks.labels(outcome).inc()
         self.store.update(analysis.id, webhook=outcome)
-        self.store.audit(row.client_id, f"webhook-{outcome}", analysis.id)  # type: ignore[attr-defined]
+        self.store.audit(row.client_id, f"webhook-{outcome}", analysis.id)

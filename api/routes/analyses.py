@@ -3,28 +3,27 @@ delete it."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from sqlalchemy import Row
 
-from api.jobs import as_analysis
-from api.models import Analysis, AnalysisList, Outputs, ProblemDetail, Status
+from api.jobs import as_analysis, location
+from api.models import Analysis, AnalysisList, Outputs, Status
 from api.outputs import SEG_FILE, SR_FILE, overlay_path
-from api.problems import PROBLEM_JSON, ProblemError, response
+from api.problems import ProblemError, problem_responses, response
 from api.state import Gateway, gateway
 from api.uploads import receive
+from api.webhooks import check_callback
 
 router = APIRouter(tags=["analyses"])
 READ, WRITE = "analyses:read", "analyses:write"
-
-
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"model": ProblemDetail, "content": {PROBLEM_JSON: {}}} for s in statuses}
-
+READY_TIMEOUT_S = 5.0
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -48,17 +47,25 @@ UPLOAD_BODY = {
 }
 
 
-def _callback(url: str | None) -> str | None:
-    if not url:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ProblemError("bad-request", f"callback_url must be an http(s) URL, got {url!r}.")
-    return url
+async def ensure_ready(gw: Gateway) -> None:
+    """Raises triton-unavailable (503) unless Triton answers ready within a few seconds."""
+    try:
+        ready = await asyncio.wait_for(asyncio.to_thread(gw.inference.ready), READY_TIMEOUT_S)
+    except TimeoutError:
+        ready = False
+    if not ready:
+        raise ProblemError(
+            "triton-unavailable",
+            f"The inference server at {gw.settings.triton_url} is not ready; retry in "
+            f"{gw.settings.retry_after_s} s. Nothing was accepted.",
+            "Inference server unavailable",
+        )
 
 
-def _location(analysis_id: str) -> str:
-    return f"/v1/analyses/{analysis_id}"
+async def _checked_callback(gw: Gateway, url: str | None) -> str | None:
+    if url:
+        await asyncio.to_thread(check_callback, url, gw.settings.webhook_allow_loopback)
+    return url or None
 
 
 @router.post(
@@ -73,7 +80,7 @@ def _location(analysis_id: str) -> str:
     "the first one's analysis instead of analysing twice.",
     responses={
         202: {"model": Analysis, "description": "Accepted; poll the Location."},
-        **_problems(400, 401, 403, 409, 413, 415, 422, 429, 503, 504),
+        **problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503, 504),
     },
     openapi_extra=UPLOAD_BODY,
 )
@@ -86,68 +93,59 @@ async def submit(
 ) -> Response:
     gw = gateway(request)
     client = gw.auth.client(request, WRITE)
-    if not gw.inference.ready():
-        raise ProblemError(
-            "triton-unavailable",
-            f"The inference server at {gw.settings.triton_url} is not ready; retry in "
-            f"{gw.settings.retry_after_s} s. Nothing was accepted.",
-            "Inference server unavailable",
-        )
-    gw.workers.admit()
+    retry = idempotency_key is not None and gw.store.by_key(client.id, idempotency_key)
+    if not retry:  # a retry adds no work: it is answered even when the queue is full
+        await ensure_ready(gw)
+        gw.workers.admit()
+    await _checked_callback(gw, callback_url)
     analysis_id = str(uuid.uuid4())
     spool = gw.workers.spool(analysis_id)
-    _callback(callback_url)
     upload = await receive(request, spool, gw.settings)
+    created = False
     try:
-        callback = _callback(callback_url or upload.fields.get("callback_url"))
-    except ProblemError:
-        shutil.rmtree(spool, ignore_errors=True)
-        raise
-    row, created = gw.store.create(
-        client.id,
-        "upload",
-        Status.QUEUED,
-        upload.digest,
-        idempotency_key,
-        callback,
-        analysis_id=analysis_id,
-    )
+        callback = await _checked_callback(gw, callback_url or upload.fields.get("callback_url"))
+        row, created = gw.store.create(
+            client.id,
+            "upload",
+            Status.QUEUED,
+            upload.digest,
+            idempotency_key,
+            callback,
+            analysis_id=analysis_id,
+        )
+    finally:
+        if not created:
+            shutil.rmtree(spool, ignore_errors=True)
     if created:
         gw.workers.submit(row.id)
-    else:
-        shutil.rmtree(spool, ignore_errors=True)
     if asynchronous or "respond-async" in (prefer or "").lower():
-        return _accepted(gw, row.id, {"Preference-Applied": "respond-async"})
-    if not await gw.workers.wait(row.id, gw.settings.sync_timeout_s):
-        return _accepted(gw, row.id, {})
-    return _final(gw, row.id)
+        return _answer(gw, row.id, {"Preference-Applied": "respond-async"})
+    finished = await gw.workers.wait(row.id, gw.settings.sync_timeout_s)
+    return _answer(gw, row.id, {} if finished else {"Retry-After": "1"})
 
 
-def _accepted(gw: Gateway, analysis_id: str, headers: dict[str, str]) -> Response:
-    analysis = as_analysis(gw.store.get(analysis_id))  # type: ignore[arg-type]
-    return JSONResponse(
-        analysis.model_dump(mode="json"),
-        status_code=202,
-        headers={"Location": _location(analysis_id), "Retry-After": "1", **headers},
-    )
-
-
-def _final(gw: Gateway, analysis_id: str) -> Response:
-    analysis = as_analysis(gw.store.get(analysis_id))  # type: ignore[arg-type]
+def _answer(gw: Gateway, analysis_id: str, headers: dict[str, str]) -> Response:
+    """The analysis as it stands: 200 when done, its problem when failed, else 202."""
+    row = gw.store.get(analysis_id)
+    if row is None:
+        raise ProblemError("not-found", f"Analysis {analysis_id} was deleted.", "Deleted")
+    analysis = as_analysis(row)
+    headers = {"Location": location(analysis_id), **headers}
     if analysis.status is Status.FAILED and analysis.problem is not None:
         document = analysis.problem.model_dump() | {
-            "instance": _location(analysis_id),
+            "instance": location(analysis_id),
             "analysis_id": analysis_id,
         }
         answer = response(document, gw.settings.retry_after_s)
-        answer.headers["Location"] = _location(analysis_id)
+        answer.headers.update(headers)
         return answer
-    return JSONResponse(
-        analysis.model_dump(mode="json"), headers={"Location": _location(analysis_id)}
-    )
+    status = 200 if analysis.status is Status.DONE else 202
+    if status == 202:
+        headers.setdefault("Retry-After", "1")
+    return JSONResponse(analysis.model_dump(mode="json"), status_code=status, headers=headers)
 
 
-def _owned(request: Request, analysis_id: str, scope: str = READ) -> tuple[Gateway, Any]:
+def _owned(request: Request, analysis_id: str, scope: str = READ) -> tuple[Gateway, Row]:
     gw = gateway(request)
     client = gw.auth.client(request, scope)
     row = gw.store.get(analysis_id, client.id)
@@ -155,6 +153,7 @@ def _owned(request: Request, analysis_id: str, scope: str = READ) -> tuple[Gatew
         raise ProblemError(
             "not-found", f"No analysis {analysis_id} for this client.", "Analysis not found"
         )
+    gw.store.audit(client.id, f"read:{scope.split(':')[1]}", row.id, request.url.path)
     return gw, row
 
 
@@ -162,7 +161,7 @@ def _owned(request: Request, analysis_id: str, scope: str = READ) -> tuple[Gatew
     "/v1/analyses",
     response_model=AnalysisList,
     summary="This client's analyses",
-    responses=_problems(401, 403, 429),
+    responses=problem_responses(401, 403, 429),
 )
 async def listing(
     request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50
@@ -176,7 +175,7 @@ async def listing(
     "/v1/analyses/{analysis_id}",
     response_model=Analysis,
     summary="Status and result of an analysis",
-    responses=_problems(401, 403, 404, 429),
+    responses=problem_responses(401, 403, 404, 429),
 )
 async def read(request: Request, analysis_id: str) -> Analysis:
     _, row = _owned(request, analysis_id)
@@ -187,10 +186,11 @@ async def read(request: Request, analysis_id: str) -> Analysis:
     "/v1/analyses/{analysis_id}",
     status_code=204,
     summary="Delete an analysis: its uploaded DICOM, result and DICOM objects",
-    responses=_problems(401, 403, 404, 429),
+    responses=problem_responses(401, 403, 404, 429),
 )
 async def remove(request: Request, analysis_id: str) -> Response:
     gw, row = _owned(request, analysis_id, WRITE)
+    gw.assembler.forget(row.id)
     gw.store.delete(row.id)
     shutil.rmtree(gw.workers.spool(row.id), ignore_errors=True)
     shutil.rmtree(gw.workers.results(row.id), ignore_errors=True)
@@ -198,7 +198,8 @@ async def remove(request: Request, analysis_id: str) -> Response:
     return Response(status_code=204)
 
 
-def _output(request: Request, analysis_id: str) -> tuple[Gateway, Any]:
+def _outputs(request: Request, analysis_id: str) -> Path:
+    """The folder of a finished analysis's DICOM objects, or why they are not there."""
     gw, row = _owned(request, analysis_id)
     if row.outputs != Outputs.READY.value:
         state = "failed" if row.outputs == Outputs.FAILED.value else f"{row.status}/{row.outputs}"
@@ -208,10 +209,13 @@ def _output(request: Request, analysis_id: str) -> tuple[Gateway, Any]:
             "follow a done analysis within seconds.",
             "Not ready",
         )
-    return gw, row
+    return gw.workers.results(row.id)
 
 
-DICOM_RESPONSE = {200: {"content": {"application/dicom": {}}}, **_problems(401, 404, 409)}
+DICOM_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/dicom": {}}},
+    **problem_responses(401, 404, 409),
+}
 
 
 @router.get(
@@ -221,12 +225,8 @@ DICOM_RESPONSE = {200: {"content": {"application/dicom": {}}}, **_problems(401, 
     responses=DICOM_RESPONSE,
 )
 async def seg(request: Request, analysis_id: str) -> FileResponse:
-    gw, row = _output(request, analysis_id)
-    return FileResponse(
-        gw.workers.results(row.id) / SEG_FILE,
-        media_type="application/dicom",
-        filename=f"{row.id}-seg.dcm",
-    )
+    path = _outputs(request, analysis_id) / SEG_FILE
+    return FileResponse(path, media_type="application/dicom", filename=f"{analysis_id}-seg.dcm")
 
 
 @router.get(
@@ -236,23 +236,18 @@ async def seg(request: Request, analysis_id: str) -> FileResponse:
     responses=DICOM_RESPONSE,
 )
 async def sr(request: Request, analysis_id: str) -> FileResponse:
-    gw, row = _output(request, analysis_id)
-    return FileResponse(
-        gw.workers.results(row.id) / SR_FILE,
-        media_type="application/dicom",
-        filename=f"{row.id}-sr.dcm",
-    )
+    path = _outputs(request, analysis_id) / SR_FILE
+    return FileResponse(path, media_type="application/dicom", filename=f"{analysis_id}-sr.dcm")
 
 
 @router.get(
     "/v1/analyses/{analysis_id}/overlays/{plane}.png",
     response_class=FileResponse,
     summary="One analysed plane in a brain window with the findings drawn on it",
-    responses={200: {"content": {"image/png": {}}}, **_problems(401, 404, 409)},
+    responses={200: {"content": {"image/png": {}}}, **problem_responses(401, 404, 409)},
 )
 async def overlay(request: Request, analysis_id: str, plane: int) -> FileResponse:
-    gw, row = _output(request, analysis_id)
-    path = overlay_path(gw.workers.results(row.id), plane)
+    path = overlay_path(_outputs(request, analysis_id), plane)
     if not path.is_file():
         planes = len(list(path.parent.glob("*.png")))
         raise ProblemError(

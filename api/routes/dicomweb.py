@@ -13,7 +13,8 @@ import uuid
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.routes.analyses import WRITE, _problems
+from api.problems import problem_responses
+from api.routes.analyses import WRITE
 from api.state import gateway
 from api.stow import Refused, Stored
 from api.uploads import receive
@@ -37,7 +38,7 @@ def _url(value: str) -> dict[str, object]:
         200: {"content": {DICOM_JSON: {}}},
         202: {"content": {DICOM_JSON: {}}},
         409: {"content": {DICOM_JSON: {}}},
-        **_problems(401, 403, 413, 415, 429, 503),
+        **problem_responses(401, 403, 413, 415, 429, 503),
     },
     openapi_extra={
         "requestBody": {
@@ -54,10 +55,12 @@ async def store_instances(request: Request) -> JSONResponse:
     gw = gateway(request)
     client = gw.auth.client(request, WRITE)
     staging = gw.settings.spool_dir / f"stow-{uuid.uuid4()}"
-    upload = await receive(request, staging, gw.settings, stow=True)
+    gw.assembler.begin(client.id)
     try:
+        upload = await receive(request, staging, gw.settings, stow=True)
         outcomes = await gw.assembler.add(client.id, upload.files)
     finally:
+        gw.assembler.end(client.id)
         shutil.rmtree(staging, ignore_errors=True)
     stored = [o for o in outcomes if isinstance(o, Stored)]
     refused = [o for o in outcomes if isinstance(o, Refused)]

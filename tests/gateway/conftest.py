@@ -31,6 +31,7 @@ def gateway(
         triton.grpc_url,
         ICH_STOW_QUIET_S="1",
         ICH_WEBHOOK_BACKOFF_S="0.2",
+        ICH_WEBHOOK_ALLOW_LOOPBACK="true",
     )
     yield running
     running.stop()

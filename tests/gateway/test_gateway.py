@@ -334,3 +334,19 @@ def test_the_gateway_runs_on_postgresql(
     assert answer.status_code == 200 and answer.json()["status"] == "done"
     assert answer.json()["id"] in [a["id"] for a in listed]
     assert not (tmp_path / "data" / "ich.db").exists()  # nothing went to SQLite
+
+
+def test_delete_removes_the_analysis_and_its_files(
+    gateway: GatewayProcess, small_synth: Path
+) -> None:
+    with gateway.client() as client:
+        answer = client.post("/v1/analyses", files=_parts(_case(small_synth, 1)))
+        analysis_id = answer.json()["id"]
+        _wait_outputs(client, f"/v1/analyses/{analysis_id}")
+        assert (gateway.data_dir / "results" / analysis_id / "seg.dcm").is_file()
+        assert client.delete(f"/v1/analyses/{analysis_id}").status_code == 204
+        assert client.get(f"/v1/analyses/{analysis_id}").status_code == 404
+        assert client.get(f"/v1/analyses/{analysis_id}/seg").status_code == 404
+        assert client.delete(f"/v1/analyses/{analysis_id}").status_code == 404
+    assert not (gateway.data_dir / "results" / analysis_id).exists()
+    assert not (gateway.data_dir / "spool" / analysis_id).exists()

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.auth import RateLimiter
 from api.keys import create_key, revoke_key
+from api.settings import Settings
 from api.state import gateway as gateway_of
 
 App = Callable[..., TestClient]
@@ -94,6 +95,14 @@ def test_upload_limits_and_hostile_archives(app_client: App, tmp_path: Path) -> 
     _problem(many, 413, "input-limit")
     escape = client.post("/v1/analyses", headers=zipped, content=_zip({"../../etc/x.dcm": b"1"}))
     assert "outside" in _problem(escape, 413, "input-limit")["detail"]
+    ratio = app_client(max_zip_ratio=50)
+    dense = _zip({"a.dcm": b"\0" * 100_000}, zipfile.ZIP_DEFLATED)
+    bombed = ratio.post(
+        "/v1/analyses",
+        content=dense,
+        headers={"Content-Type": "application/zip", "X-API-Key": _key(ratio)},
+    )
+    assert "fold" in _problem(bombed, 413, "input-limit")["detail"]
     bomb = _zip({"a.dcm": b"\0" * 5_000_000}, zipfile.ZIP_DEFLATED)
     assert len(bomb) < 50_000
     _problem(client.post("/v1/analyses", headers=zipped, content=bomb), 413, "input-limit")
@@ -104,6 +113,26 @@ def test_upload_limits_and_hostile_archives(app_client: App, tmp_path: Path) -> 
         "/v1/analyses", content=b"{}", headers={"Content-Type": "application/json", **headers}
     )
     _problem(odd, 415, "unsupported-media-type")
+    for forbidden in (
+        "http://169.254.169.254/latest/meta-data",
+        "http://127.0.0.1:8011/",
+        "http://[::1]/",
+        "http://[::1",
+        "http://no-such-host.invalid/",
+    ):
+        refused = client.post(
+            f"/v1/analyses?callback_url={forbidden}",
+            headers=headers,
+            files=[("files", ("a.dcm", b"DICM", "application/dicom"))],
+        )
+        _problem(refused, 400, "bad-request")
+    form = client.post(
+        "/v1/analyses",
+        headers=headers,
+        data={"callback_url": "http://169.254.169.254/"},
+        files=[("files", ("a.dcm", b"DICM", "application/dicom"))],
+    )
+    _problem(form, 400, "bad-request")
     callback = client.post(
         "/v1/analyses?callback_url=file:///etc/passwd",
         headers=headers,
@@ -140,6 +169,11 @@ def test_unavailable_triton_and_a_full_queue_answer_503_with_retry_after(
     assert answer.headers["retry-after"]
 
 
+def test_tokens_need_an_issuer_and_an_audience(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ICH_JWT_ISSUER"):
+        Settings(jwks_file=tmp_path / "jwks.json", jwt_audience="ich")
+
+
 def test_bearer_jwt_from_a_jwks_file(app_client: App, tmp_path: Path) -> None:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
@@ -164,6 +198,10 @@ def test_bearer_jwt_from_a_jwks_file(app_client: App, tmp_path: Path) -> None:
 
     assert client.get("/v1/analyses", headers=token()).status_code == 200
     _problem(client.get("/v1/analyses", headers=token(aud="other")), 401, "unauthorized")
+    _problem(
+        client.get("/v1/analyses", headers=token(iss="https://evil.example")), 401, "unauthorized"
+    )
+    assert client.get("/v1/analyses", headers=token(scope={"odd": 1})).status_code == 403
     _problem(
         client.get("/v1/analyses", headers=token(exp=int(time.time()) - 5)), 401, "unauthorized"
     )
