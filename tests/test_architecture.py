@@ -29,6 +29,10 @@ import pytest
         "ich.serving.backend",
         "ich.serving.client",
         "ich.serving.server",
+        "ich.reports",
+        "api.app",
+        "api.serve",
+        "api.process",
     ],
 )
 def test_torch_free_modules_do_not_import_torch(module: str) -> None:

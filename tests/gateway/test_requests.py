@@ -222,3 +222,13 @@ def test_unknown_routes_and_bad_parameters_are_problems_too(app_client: App) -> 
     _problem(client.get("/v1/analyses?limit=0", headers=headers), 400, "bad-request")
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/v1/problems/queue-full").json()["status"] == 503
+
+
+def test_the_openapi_examples_are_valid_documents(app_client: App) -> None:
+    from api.models import EXAMPLE_ANALYSIS, Analysis, ProblemDetail
+
+    schema = app_client().get("/openapi.json").json()["components"]["schemas"]
+    assert Analysis.model_validate(schema["Analysis"]["examples"][0]) == Analysis.model_validate(
+        EXAMPLE_ANALYSIS
+    )
+    assert ProblemDetail.model_validate(schema["ProblemDetail"]["examples"][0]).status == 422
