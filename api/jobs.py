@@ -23,6 +23,13 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def utc(moment: datetime | None) -> datetime | None:
+    """SQLite returns naive UTC datetimes, PostgreSQL aware ones: both as aware UTC."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -210,9 +217,9 @@ def as_analysis(row: Row) -> Analysis:
         id=row.id,
         status=Status(row.status),
         source=row.source,
-        created=row.created,
-        started=row.started,
-        finished=row.finished,
+        created=utc(row.created),
+        started=utc(row.started),
+        finished=utc(row.finished),
         result=result,
         model=row.model,
         warnings=result.warnings if result else [],

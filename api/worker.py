@@ -11,11 +11,11 @@ before the analysis fails with that reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Coroutine
-from datetime import UTC, datetime
+from collections.abc import Coroutine, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from sqlalchemy import Row
 
 from api.inference import Inference
 from api.intake import select_series
-from api.jobs import JobStore, as_analysis, now
+from api.jobs import JobStore, as_analysis, now, utc
 from api.keys import client_secret
 from api.metrics import Metrics
 from api.models import Outputs, Status
@@ -49,11 +49,6 @@ class Outcome(Enum):
     """Deleted, or finished by an earlier attempt."""
 
 
-def _utc(moment: datetime) -> datetime:
-    """SQLite returns naive UTC datetimes, PostgreSQL aware ones."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 class Workers:
     def __init__(
         self, settings: Settings, store: JobStore, inference: Inference, metrics: Metrics
@@ -64,6 +59,7 @@ class Workers:
         self.finished: dict[str, asyncio.Event] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.background: set[asyncio.Task[None]] = set()
+        self.uploading = 0
 
     def spool(self, analysis_id: str) -> Path:
         return self.settings.spool_dir / analysis_id
@@ -97,8 +93,9 @@ class Workers:
         await asyncio.gather(*self.tasks, *self.background, return_exceptions=True)
 
     def admit(self) -> None:
-        """Raises ProblemError queue-full (503, Retry-After) when the queue is at its limit."""
-        depth = self.store.active()
+        """Raises ProblemError queue-full (503, Retry-After) when the queue is at its limit
+        (uploads still streaming count: each holds a place, see :meth:`place`)."""
+        depth = self.store.active() + self.uploading
         if depth >= self.settings.queue_limit:
             raise ProblemError(
                 "queue-full",
@@ -106,6 +103,17 @@ class Workers:
                 f"{self.settings.retry_after_s} s.",
                 "Service at capacity",
             )
+
+    @contextlib.contextmanager
+    def place(self) -> Iterator[None]:
+        """Hold a place in the queue while an upload streams, so that concurrent uploads
+        cannot together exceed the limit ``admit`` checked."""
+        self.admit()
+        self.uploading += 1
+        try:
+            yield
+        finally:
+            self.uploading -= 1
 
     def submit(self, analysis_id: str) -> None:
         self.finished.setdefault(analysis_id, asyncio.Event())
@@ -160,7 +168,7 @@ class Workers:
         if row.attempts > MAX_ATTEMPTS:
             detail = f"Gave up after {MAX_ATTEMPTS} attempts, each interrupted by a restart."
             return self._fail(row, problem("analysis-failed", "Analysis failed", detail), started)
-        queued_s = max((now() - _utc(row.created)).total_seconds(), 0.0)
+        queued_s = max((now() - utc(row.created)).total_seconds(), 0.0)
         try:
             intake = select_series(self.spooled(analysis_id), self.settings)
             selected = time.perf_counter()

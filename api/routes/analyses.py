@@ -4,6 +4,7 @@ delete it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import uuid
 from pathlib import Path
@@ -93,29 +94,31 @@ async def submit(
 ) -> Response:
     gw = gateway(request)
     client = gw.auth.client(request, WRITE)
-    retry = idempotency_key is not None and gw.store.by_key(client.id, idempotency_key)
+    retry = bool(idempotency_key) and gw.store.by_key(client.id, idempotency_key or "") is not None
     if not retry:  # a retry adds no work: it is answered even when the queue is full
         await ensure_ready(gw)
-        gw.workers.admit()
     await _checked_callback(gw, callback_url)
     analysis_id = str(uuid.uuid4())
     spool = gw.workers.spool(analysis_id)
-    upload = await receive(request, spool, gw.settings)
     created = False
-    try:
-        callback = await _checked_callback(gw, callback_url or upload.fields.get("callback_url"))
-        row, created = gw.store.create(
-            client.id,
-            "upload",
-            Status.QUEUED,
-            upload.digest,
-            idempotency_key,
-            callback,
-            analysis_id=analysis_id,
-        )
-    finally:
-        if not created:
-            shutil.rmtree(spool, ignore_errors=True)
+    with contextlib.nullcontext() if retry else gw.workers.place():
+        upload = await receive(request, spool, gw.settings)
+        try:
+            callback = await _checked_callback(
+                gw, callback_url or upload.fields.get("callback_url")
+            )
+            row, created = gw.store.create(
+                client.id,
+                "upload",
+                Status.QUEUED,
+                upload.digest,
+                idempotency_key,
+                callback,
+                analysis_id=analysis_id,
+            )
+        finally:
+            if not created:
+                shutil.rmtree(spool, ignore_errors=True)
     if created:
         gw.workers.submit(row.id)
     if asynchronous or "respond-async" in (prefer or "").lower():
@@ -218,26 +221,32 @@ DICOM_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get(
-    "/v1/analyses/{analysis_id}/seg",
-    response_class=FileResponse,
-    summary="DICOM SEG of the hemorrhages (one segment per class; unverified)",
-    responses=DICOM_RESPONSE,
-)
-async def seg(request: Request, analysis_id: str) -> FileResponse:
-    path = _outputs(request, analysis_id) / SEG_FILE
-    return FileResponse(path, media_type="application/dicom", filename=f"{analysis_id}-seg.dcm")
+DICOM_OBJECTS = {
+    "seg": (SEG_FILE, "DICOM SEG of the hemorrhages (one segment per class; unverified)"),
+    "sr": (SR_FILE, "DICOM SR (TID 1500) with the volumes (unverified)"),
+}
 
 
-@router.get(
-    "/v1/analyses/{analysis_id}/sr",
-    response_class=FileResponse,
-    summary="DICOM SR (TID 1500) with the volumes (unverified)",
-    responses=DICOM_RESPONSE,
-)
-async def sr(request: Request, analysis_id: str) -> FileResponse:
-    path = _outputs(request, analysis_id) / SR_FILE
-    return FileResponse(path, media_type="application/dicom", filename=f"{analysis_id}-sr.dcm")
+def _dicom_route(kind: str, name: str) -> Any:
+    async def download(request: Request, analysis_id: str) -> FileResponse:
+        path = _outputs(request, analysis_id) / name
+        return FileResponse(
+            path, media_type="application/dicom", filename=f"{analysis_id}-{kind}.dcm"
+        )
+
+    download.__name__ = kind
+    return download
+
+
+for _kind, (_name, _summary) in DICOM_OBJECTS.items():
+    router.add_api_route(
+        f"/v1/analyses/{{analysis_id}}/{_kind}",
+        _dicom_route(_kind, _name),
+        methods=["GET"],
+        response_class=FileResponse,
+        summary=_summary,
+        responses=DICOM_RESPONSE,
+    )
 
 
 @router.get(

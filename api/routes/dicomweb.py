@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Sequence
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -29,6 +30,17 @@ def _ui(value: str) -> dict[str, object]:
 
 def _url(value: str) -> dict[str, object]:
     return {"vr": "UR", "Value": [value]}
+
+
+def _sequence(
+    outcomes: Sequence[Stored | Refused], extra: list[dict[str, object]]
+) -> dict[str, object]:
+    """A store-response sequence: each instance's SOP class and instance UIDs plus ``extra``."""
+    items = [
+        {"00081150": _ui(o.sop_class_uid), "00081155": _ui(o.sop_instance_uid), **more}
+        for o, more in zip(outcomes, extra, strict=True)
+    ]
+    return {"vr": "SQ", "Value": items}
 
 
 @router.post(
@@ -66,29 +78,13 @@ async def store_instances(request: Request) -> JSONResponse:
     refused = [o for o in outcomes if isinstance(o, Refused)]
     body: dict[str, object] = {}
     if stored:
-        body["00081199"] = {
-            "vr": "SQ",
-            "Value": [
-                {
-                    "00081150": _ui(o.sop_class_uid),
-                    "00081155": _ui(o.sop_instance_uid),
-                    "00081190": _url(f"/v1/analyses/{o.analysis_id}"),
-                }
-                for o in stored
-            ],
-        }
+        body["00081199"] = _sequence(
+            stored, [{"00081190": _url(f"/v1/analyses/{o.analysis_id}")} for o in stored]
+        )
     if refused:
-        body["00081198"] = {
-            "vr": "SQ",
-            "Value": [
-                {
-                    "00081150": _ui(o.sop_class_uid),
-                    "00081155": _ui(o.sop_instance_uid),
-                    "00081197": {"vr": "US", "Value": [o.reason]},
-                }
-                for o in refused
-            ],
-        }
+        body["00081198"] = _sequence(
+            refused, [{"00081197": {"vr": "US", "Value": [o.reason]}} for o in refused]
+        )
     status = 200 if not refused else 202 if stored else 409
     headers = {}
     analyses = sorted({o.analysis_id for o in stored})

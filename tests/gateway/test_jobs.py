@@ -74,3 +74,18 @@ def test_jobs_idempotency_claim_resume_and_delete(engine: Engine) -> None:
     assert [r.id for r in store.listing(alice, 10)] == [first.id]
     store.delete(first.id)
     assert store.get(first.id) is None and store.ping()
+
+
+def test_uploads_in_flight_hold_their_place_in_the_queue(tmp_path: Path) -> None:
+    from api.metrics import Metrics
+    from api.settings import Settings
+    from api.worker import Workers
+
+    settings = Settings(data_dir=tmp_path, queue_limit=2)
+    store = JobStore(connect(settings.url))
+    workers = Workers(settings, store, inference=None, metrics=Metrics())  # type: ignore[arg-type]
+    with workers.place(), workers.place():
+        with pytest.raises(ProblemError) as full, workers.place():
+            pass
+        assert full.value.code == "queue-full"
+    workers.admit()  # both uploads ended: room again
