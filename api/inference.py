@@ -9,7 +9,7 @@ import numpy as np
 
 from api.settings import Settings
 from ich.schema import ExamResult, ModelInfo
-from ich.serving.client import PipelineClient, RemoteAnalysisError
+from ich.serving.client import PipelineClient
 
 
 class Inference:
@@ -33,17 +33,9 @@ class Inference:
         return client
 
     def analyze(self, files: list[bytes]) -> tuple[ExamResult, np.ndarray]:
-        """Raises RemoteAnalysisError (code triton-unavailable, analysis-timeout, or the
-        step's own code)."""
-        try:
-            return self.client.analyze(files)
-        except RemoteAnalysisError as error:
-            if "Deadline Exceeded" in error.message or "timed out" in error.message.lower():
-                raise RemoteAnalysisError(
-                    f"Triton did not answer within {self.settings.analysis_timeout_s:g} s.",
-                    "analysis-timeout",
-                ) from None
-            raise
+        """Raises RemoteAnalysisError with the step's code, triton-unavailable or
+        analysis-timeout."""
+        return self.client.analyze(files)
 
     def ready(self) -> bool:
         return self.client.ready()

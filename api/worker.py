@@ -35,6 +35,7 @@ from api.settings import Settings
 from api.webhooks import check_callback, deliver
 from ich.errors import IchError
 from ich.logs import uid_digest
+from ich.schema import ExamResult
 
 log = logging.getLogger("api.worker")
 TRANSIENT = frozenset({"triton-unavailable", "analysis-timeout"})
@@ -76,7 +77,7 @@ class Workers:
         finish (analyses, DICOM objects, webhooks), then start the workers."""
         for folder in (self.settings.spool_dir, self.settings.results_dir):
             for entry in folder.iterdir():
-                if self.store.get(entry.name.removeprefix("stow-")) is None:
+                if self.store.get(entry.name) is None:  # stow-* staging included
                     shutil.rmtree(entry, ignore_errors=True)
         resumed = self.store.unfinished(Status.QUEUED, Status.RUNNING)
         for analysis_id in resumed:
@@ -220,7 +221,7 @@ class Workers:
         )
         return Outcome.FINISHED
 
-    def _count(self, result: Any, timings: dict[str, float]) -> None:
+    def _count(self, result: ExamResult, timings: dict[str, float]) -> None:
         self.metrics.analyses.labels("done").inc()
         self.metrics.analysis_seconds.labels("total").observe(timings["total_s"])
         self.metrics.analysis_seconds.labels("inference").observe(timings["inference_s"])

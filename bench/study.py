@@ -1,13 +1,19 @@
-"""The benchmark study: 32 slices of 512x512 synthetic head CT with a bleed, as DICOM files."""
+"""The benchmark study (32 slices of 512x512 synthetic head CT with a bleed, as DICOM files)
+and the throughput loop the serving benchmarks share."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from ich.phantom.generate import CaseOptions, synthesize
 from ich.phantom.series_writer import encode_series, to_bytes
 
 SLICES = 32
+Client = TypeVar("Client")
 
 
 def write_study(folder: Path) -> int:
@@ -21,3 +27,24 @@ def write_study(folder: Path) -> int:
     for n, ds in enumerate(chosen):
         (folder / f"{n:03d}.dcm").write_bytes(to_bytes(ds))
     return len(chosen)
+
+
+def throughput(
+    connect: Callable[[], Client],
+    analyse: Callable[[Client], object],
+    repeats: int,
+    concurrency: Iterable[int] = (1, 2, 4),
+) -> dict[int, float]:
+    """Studies per second with each number of concurrent clients (``connect`` makes one),
+    each client analysing ``max(2, repeats // clients)`` studies one after another."""
+    rates = {}
+    for workers in concurrency:
+        clients = [connect() for _ in range(workers)]
+        per_client = max(2, repeats // workers)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda c, n=per_client: [analyse(c) for _ in range(n)], clients))
+        rates[workers] = workers * per_client / (time.perf_counter() - start)
+        for client in clients:
+            getattr(client, "close", lambda: None)()
+    return rates

@@ -15,10 +15,9 @@ import argparse
 import statistics
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from study import write_study
+from study import throughput, write_study
 
 from ich.dicom import load
 from ich.model.runtime import Analyzer
@@ -77,17 +76,9 @@ def main() -> None:
                 client.analyze(files)
                 served.append(time.perf_counter() - start)
             client.close()
-            throughput = {}
-            for workers in (1, 2, 4):
-                clients = [PipelineClient(server.grpc_url) for _ in range(workers)]
-                per_client = max(2, args.repeats // workers)
-                start = time.perf_counter()
-                with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(lambda c, n=per_client: [c.analyze(files) for _ in range(n)],
-                                  clients))  # fmt: skip
-                throughput[workers] = workers * per_client / (time.perf_counter() - start)
-                for c in clients:
-                    c.close()
+            rates = throughput(
+                lambda: PipelineClient(server.grpc_url), lambda c: c.analyze(files), args.repeats
+            )
             assert server.process is not None
             memory = peak_mb(server.process.pid)
     ours, theirs = statistics.median(local), statistics.median(served)
@@ -96,7 +87,7 @@ def main() -> None:
     print(f"through Triton, gRPC, warm (median of {args.repeats})   {theirs:6.2f} s")
     print(f"ratio Triton / in-process                       {theirs / ours:6.2f} "
           f"(target <= 1.15: {theirs / ours <= 1.15})")  # fmt: skip
-    for workers, rate in throughput.items():
+    for workers, rate in rates.items():
         print(f"throughput, {workers} concurrent client(s)           {rate:6.2f} studies/s")
     for name, mb in memory.items():
         print(f"peak memory {name:40s} {mb:7.0f} MB")

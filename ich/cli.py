@@ -24,6 +24,8 @@ from ich.errors import IchError
 from ich.schema import ExamResult, InspectionReport, VolumeSummary
 
 if TYPE_CHECKING:  # torch is imported by the commands that need it, not by `ich --help`
+    from sqlalchemy import Engine
+
     from ich.model.runtime import Analyzer
 
 app = typer.Typer(
@@ -666,7 +668,7 @@ keys_app = typer.Typer(help="API keys of the gateway's clients (one per client).
 app.add_typer(keys_app, name="keys")
 
 
-def _engine():  # type: ignore[no-untyped-def]
+def _engine() -> Engine:
     from api.db import connect
     from api.settings import Settings
 

@@ -71,6 +71,10 @@ class PipelineClient:
             response = self._client.infer(PIPELINE, [dicom], outputs=outputs, **options)
         except InferenceServerException as error:
             raise _remote_error(error) from None
+        except TimeoutError:
+            raise RemoteAnalysisError(
+                f"Triton did not answer within {self.timeout_s:g} s.", "analysis-timeout"
+            ) from None
         except OSError as error:  # the HTTP client's refused or reset connections
             raise RemoteAnalysisError(
                 f"Triton is unreachable at {self.url}: {error}", "triton-unavailable"
@@ -116,6 +120,8 @@ def _remote_error(error: InferenceServerException) -> RemoteAnalysisError:
     found = _STEP_ERROR.match(text)
     if found:
         return RemoteAnalysisError(found.group(2), found.group(1))
+    if "DEADLINE_EXCEEDED" in str(error.status()):
+        return RemoteAnalysisError(f"Triton did not answer in time: {text}", "analysis-timeout")
     if "UNAVAILABLE" in str(error.status()):
         return RemoteAnalysisError(f"Triton is unreachable: {text}", "triton-unavailable")
     return RemoteAnalysisError(f"Triton answered: {text}")

@@ -285,6 +285,12 @@ def test_accepted_jobs_survive_a_killed_gateway(
             )
             ids.append(answer.json()["id"])
     running.stop(signal.SIGKILL)
+    from api.db import connect
+    from api.jobs import JobStore
+
+    store = JobStore(connect(f"sqlite:///{(tmp_path / 'data' / 'ich.db').resolve()}"))
+    unfinished = [i for i in ids if store.get(i).status in ("queued", "running")]
+    assert unfinished, "every analysis ended before the kill: nothing was left to resume"
     restarted = start_gateway(tmp_path / "data", triton.grpc_url)
     try:
         with restarted.client() as client:
