@@ -12,11 +12,11 @@ QUIET_PIP := grep -v -e "is ignored: it is neither a file nor a directory" || tr
 
 .PHONY: venv run test lint bench clean postgres train-data train ship-model export evaluate
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV) (torch, pytriton and the project; first time takes a few minutes)"
-	@$(BIN)/python -m pip install -q -e ".[model,serve,export,dev]" 2>&1 | $(QUIET_PIP)
-	@$(BIN)/python -c "import ich, api, torch, pydicom, pylibjpeg, tritonclient.grpc, onnxruntime, highdicom, sqlalchemy"
+	@$(BIN)/python -m pip install -q -e ".[model,serve,export,dev]" -e "clients/python[fhir]" 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -c "import ich, api, torch, pydicom, pylibjpeg, tritonclient.grpc, onnxruntime, highdicom, sqlalchemy, ich_client.fhir"
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,5 +1,6 @@
 """Shared fixtures: the real samples in ../shared/data/real, synthetic series builders, and one
-real tritonserver per session (free ports, stopped by its process id)."""
+real tritonserver and one real gateway process (``ich serve --no-triton``) per session, on free
+ports and stopped by their process ids."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from api.process import GatewayProcess, start_gateway
 from ich.phantom.ellipsoid_head import Ellipsoid, EllipsoidHead
 from ich.phantom.series_writer import (
     SeriesSpec,
@@ -119,3 +121,19 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     yield server
     server.stop()
     assert server.process is not None and server.process.poll() is not None
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    running = start_gateway(
+        tmp_path_factory.mktemp("gateway") / "data",
+        triton.grpc_url,
+        ICH_STOW_QUIET_S="1",
+        ICH_WEBHOOK_BACKOFF_S="0.2",
+        ICH_WEBHOOK_ALLOW_LOOPBACK="true",
+    )
+    yield running
+    running.stop()
+    assert running.process.poll() is not None

@@ -1,5 +1,5 @@
-"""The real gateway (a process, as ``ich serve`` runs it), an in-process app for request-level
-tests, and a real PostgreSQL, each on free ports of 127.0.0.1 and stopped by process id."""
+"""An in-process app for request-level tests, and a real PostgreSQL on a free port of 127.0.0.1
+stopped by its process id (the gateway process itself is a fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -17,25 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.process import GatewayProcess, start_gateway
 from api.settings import Settings
 from ich.serving.server import TritonServer, free_port
-
-
-@pytest.fixture(scope="session")
-def gateway(
-    triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    running = start_gateway(
-        tmp_path_factory.mktemp("gateway") / "data",
-        triton.grpc_url,
-        ICH_STOW_QUIET_S="1",
-        ICH_WEBHOOK_BACKOFF_S="0.2",
-        ICH_WEBHOOK_ALLOW_LOOPBACK="true",
-    )
-    yield running
-    running.stop()
-    assert running.process.poll() is not None
 
 
 @pytest.fixture
