@@ -19,7 +19,7 @@ import httpx
 from pydantic import PrivateAttr
 
 from ich_client import calls
-from ich_client.calls import Call, Poll
+from ich_client.calls import Call, Poll, Watcher
 from ich_client.config import DEFAULT_WAIT_S, client_options
 from ich_client.models import AnalysisRecord, Health
 from ich_client.retries import Attempts, Retries
@@ -35,9 +35,13 @@ class AsyncAnalysis(AnalysisRecord):
         return await self._client.get(self.id)
 
     async def wait(
-        self, timeout: float = DEFAULT_WAIT_S, *, outputs: bool = False
+        self,
+        timeout: float = DEFAULT_WAIT_S,
+        *,
+        outputs: bool = False,
+        watch: Watcher | None = None,
     ) -> AsyncAnalysis:
-        return await self._client.wait(self.id, timeout, outputs=outputs)
+        return await self._client.wait(self.id, timeout, outputs=outputs, watch=watch)
 
     async def seg(self) -> bytes:
         return await self._client.seg(self.id)
@@ -117,9 +121,10 @@ class AsyncClient:
         timeout: float = DEFAULT_WAIT_S,
         *,
         outputs: bool = False,
+        watch: Watcher | None = None,
     ) -> AsyncAnalysis:
         """See :meth:`ich_client.Client.wait`."""
-        poll = Poll(timeout, outputs)
+        poll = Poll(timeout, outputs, watch)
         while not poll.settled(current := await self.get(analysis)):
             await anyio.sleep(poll.pause(current))
         return current

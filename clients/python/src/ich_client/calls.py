@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,15 +117,22 @@ def failure(record: AnalysisRecord) -> AnalysisFailedError:
     return AnalysisFailedError(document, analysis=record)
 
 
+Watcher = Callable[[AnalysisRecord], None]
+"""Called with the analysis each time ``wait`` reads it (status, for progress displays)."""
+
+
 class Poll:
     """Polling until an analysis settles: done (with its DICOM objects when ``outputs``) or
     failed (raised), with waits growing from 0.2 s to 2 s, within ``timeout_s``."""
 
-    def __init__(self, timeout_s: float, outputs: bool) -> None:
+    def __init__(self, timeout_s: float, outputs: bool, watch: Watcher | None = None) -> None:
         self.deadline = time.monotonic() + timeout_s
         self.timeout_s, self.outputs, self.delay = timeout_s, outputs, FIRST_POLL_S
+        self.watch = watch
 
     def settled(self, record: AnalysisRecord) -> bool:
+        if self.watch is not None:
+            self.watch(record)
         if record.status is Status.FAILED:
             raise failure(record)
         return record.status is Status.DONE and not (

@@ -15,7 +15,7 @@ import httpx
 from pydantic import PrivateAttr
 
 from ich_client import calls
-from ich_client.calls import Call, Poll
+from ich_client.calls import Call, Poll, Watcher
 from ich_client.config import DEFAULT_WAIT_S, client_options
 from ich_client.models import AnalysisRecord, Health
 from ich_client.retries import Attempts, Retries
@@ -30,9 +30,15 @@ class Analysis(AnalysisRecord):
     def refresh(self) -> Analysis:
         return self._client.get(self.id)
 
-    def wait(self, timeout: float = DEFAULT_WAIT_S, *, outputs: bool = False) -> Analysis:
+    def wait(
+        self,
+        timeout: float = DEFAULT_WAIT_S,
+        *,
+        outputs: bool = False,
+        watch: Watcher | None = None,
+    ) -> Analysis:
         """See :meth:`Client.wait`."""
-        return self._client.wait(self.id, timeout, outputs=outputs)
+        return self._client.wait(self.id, timeout, outputs=outputs, watch=watch)
 
     def seg(self) -> bytes:
         return self._client.seg(self.id)
@@ -137,14 +143,16 @@ class Client:
         timeout: float = DEFAULT_WAIT_S,
         *,
         outputs: bool = False,
+        watch: Watcher | None = None,
     ) -> Analysis:
-        """Poll until the analysis is done (and, with ``outputs``, its SEG/SR are made).
+        """Poll until the analysis is done (and, with ``outputs``, its SEG/SR are made);
+        ``watch`` sees the analysis at each look.
 
         Raises:
             AnalysisFailedError: it failed; ``error.analysis`` holds it.
             WaitTimeoutError: still running after ``timeout`` seconds.
         """
-        poll = Poll(timeout, outputs)
+        poll = Poll(timeout, outputs, watch)
         while not poll.settled(current := self.get(analysis)):
             time.sleep(poll.pause(current))
         return current

@@ -18,16 +18,16 @@ def client_options(
     """Keyword arguments for ``httpx.Client``/``httpx.AsyncClient``.
 
     Raises:
-        ValueError: no URL, or both or neither of api_key and token.
+        ValueError: no http(s) URL, or both an API key and a token.
     """
     if not url or not url.startswith(("http://", "https://")):
         raise ValueError(f"url must be the gateway's http(s) address, got {url!r}.")
-    if (api_key is None) == (token is None):
-        raise ValueError("Pass exactly one of api_key (ich keys create) or token (OAuth2).")
+    if api_key and token:
+        raise ValueError("Pass one of api_key (ich keys create) or token (OAuth2), not both.")
     headers = {"User-Agent": f"ich-client/{__version__} httpx/{httpx.__version__}"}
-    if api_key is not None:
+    if api_key:
         headers["X-API-Key"] = api_key
-    else:
+    elif token:
         headers["Authorization"] = f"Bearer {token}"
     return {
         "base_url": url.rstrip("/"),
