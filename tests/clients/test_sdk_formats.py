@@ -3,13 +3,10 @@ results, validated with fhir.resources and posted to a FHIR endpoint."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
@@ -23,41 +20,11 @@ from api.keys import IssuedKey
 from api.process import GatewayProcess
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    """A webhook or FHIR endpoint: keeps what it is sent, answers ``reply``."""
-
-    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
-    reply: ClassVar[tuple[int, dict[str, Any]]] = (200, {})
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append((dict(self.headers), body))
-        status, document = self.reply
-        payload = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/fhir+json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
-    handler = type("Receiver", (_Receiver,), {"received": [], "reply": (200, {})})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", handler
-    server.shutdown()
-
-
 def test_a_webhook_from_the_gateway_verifies_and_parses(
     gateway: GatewayProcess,
     issued: IssuedKey,
     study: Path,
-    receiver: tuple[str, type[_Receiver]],
+    receiver: tuple[str, Any],
 ) -> None:
     url, handler = receiver
     with Client(gateway.url, api_key=issued.key) as sdk:
@@ -190,7 +157,7 @@ def test_only_a_done_analysis_maps_to_fhir(client: Client, study: Path) -> None:
 
 
 def test_post_to_fhir_sends_the_transaction_and_reads_the_answer(
-    client: Client, study: Path, receiver: tuple[str, type[_Receiver]]
+    client: Client, study: Path, receiver: tuple[str, Any]
 ) -> None:
     url, handler = receiver
     bundle = to_fhir_bundle(client.analyze(study))
