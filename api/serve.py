@@ -8,6 +8,7 @@ work as they are.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -41,6 +42,7 @@ def local_key(settings: Settings) -> str:
 
 
 def usage(base: str, key: str, study: str) -> str:
+    bin_dir = Path(sys.executable).parent
     return f"""
 Gateway at {base}  (OpenAPI: {base}/docs; health {base}/healthz, {base}/readyz)
 API key of the local client: {key}  (more: ich keys create NAME)
@@ -54,11 +56,11 @@ Or send files as multipart, asynchronously, then poll the Location:
        $(for f in {study}/*.dcm; do printf -- '-F files=@%s ' "$f"; done) {base}/v1/analyses
   curl -s -H "X-API-Key: {key}" {base}/v1/analyses/ID
   curl -s -H "X-API-Key: {key}" -o seg.dcm {base}/v1/analyses/ID/seg
-From Python (httpx):
-  import httpx, pathlib
-  files = [("files", p.open("rb")) for p in sorted(pathlib.Path("{study}").glob("*.dcm"))]
-  r = httpx.post("{base}/v1/analyses", files=files, headers={{"X-API-Key": "{key}"}}, timeout=300)
-  print(r.json()["result"]["classes"])
+With the client SDK (clients/python) and its command line:
+  {bin_dir}/ich-client analyze {study} --url {base} --key {key}
+  from ich_client import Client
+  with Client("{base}", api_key="{key}") as ich:
+      print(ich.analyze("{study}").result.classes)
 Ctrl-C stops the gateway and Triton.
 """
 
