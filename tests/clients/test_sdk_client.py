@@ -24,6 +24,7 @@ from ich_client import (
     Retries,
     Status,
     StudyInputError,
+    WaitTimeoutError,
 )
 
 from api.keys import IssuedKey
@@ -210,3 +211,13 @@ def test_the_async_client_does_the_same(
                 await sdk.get(done.id)
 
     asyncio.run(scenario())
+
+
+def test_waiting_past_the_timeout_raises_with_the_analysis(client: Client, study: Path) -> None:
+    queued = client.submit(study)
+    seen: list[Status] = []
+    with pytest.raises(WaitTimeoutError, match="still") as late:
+        queued.wait(timeout=0.05, watch=lambda a: seen.append(a.status))
+    assert late.value.analysis.id == queued.id and seen
+    done = queued.wait(timeout=120, watch=lambda a: seen.append(a.status))
+    assert done.status is Status.DONE and seen[-1] is Status.DONE

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -72,7 +73,8 @@ def submission(
 
 
 def analysis_id(analysis: AnalysisRecord | str) -> str:
-    return analysis if isinstance(analysis, str) else analysis.id
+    """The id as one path segment (an id with a slash cannot reach another endpoint)."""
+    return quote(analysis if isinstance(analysis, str) else analysis.id, safe="")
 
 
 def read(analysis: AnalysisRecord | str) -> Call:
