@@ -3,8 +3,9 @@
 The 32-slice 512x512 benchmark study; medians over repeats of a warm analysis from DICOM
 files to result (in-process: ingestion + model + results; served: the client sending the
 files and receiving result and label volume). Then throughput (studies/s) with 1, 2 and 4
-concurrent clients, and the peak resident memory of the server and its python stubs.
-Target: Triton / in-process latency at most 1.15.
+concurrent clients, the compute time of each step per study (Triton's own statistics: what
+capacity planning divides into an hour) and the peak resident memory of the server and its
+python stubs. Target: Triton / in-process latency at most 1.15.
 
     .venv/bin/python bench/triton.py [--repeats 5] [--repository model_repository]
 """
@@ -17,12 +18,31 @@ import tempfile
 import time
 from pathlib import Path
 
+import tritonclient.grpc as grpcclient
 from study import throughput, write_study
 
 from ich.dicom import load
 from ich.model.runtime import Analyzer
-from ich.serving.client import PipelineClient, study_files
+from ich.serving.client import PIPELINE, PipelineClient, study_files
 from ich.serving.server import REPOSITORY, TritonServer, free_port
+
+STEPS = ("ich_preprocess", "ich_detector", "ich_postprocess")
+
+
+def compute_ns(url: str) -> dict[str, int]:
+    """Nanoseconds each step has spent computing (input, inference, output) since the server
+    started, from Triton's statistics extension."""
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        stats = client.get_inference_statistics(as_json=True)["model_stats"]
+    finally:
+        client.close()
+    parts = ("compute_input", "compute_infer", "compute_output")
+    return {
+        s["name"]: sum(int(s["inference_stats"][p].get("ns", 0)) for p in parts)
+        for s in stats
+        if s["name"] in STEPS
+    }
 
 
 def peak_mb(pid: int) -> dict[str, float]:
@@ -70,12 +90,15 @@ def main() -> None:
             files = study_files(folder)
             client = PipelineClient(server.grpc_url)
             client.analyze(files)
+            before = compute_ns(server.grpc_url)
             served = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
                 client.analyze(files)
                 served.append(time.perf_counter() - start)
             client.close()
+            after = compute_ns(server.grpc_url)
+            steps = {name: (after[name] - before[name]) / args.repeats / 1e9 for name in STEPS}
             rates = throughput(
                 lambda: PipelineClient(server.grpc_url), lambda c: c.analyze(files), args.repeats
             )
@@ -87,6 +110,8 @@ def main() -> None:
     print(f"through Triton, gRPC, warm (median of {args.repeats})   {theirs:6.2f} s")
     print(f"ratio Triton / in-process                       {theirs / ours:6.2f} "
           f"(target <= 1.15: {theirs / ours <= 1.15})")  # fmt: skip
+    for name, seconds in steps.items():
+        print(f"compute per study in {PIPELINE}: {name:16s} {seconds:6.2f} s")
     for workers, rate in rates.items():
         print(f"throughput, {workers} concurrent client(s)           {rate:6.2f} studies/s")
     for name, mb in memory.items():
