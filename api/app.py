@@ -26,6 +26,7 @@ from api.jobs import JobStore
 from api.logs import request_id
 from api.metrics import Metrics
 from api.problems import of_error, problem, response
+from api.replicas import Replica
 from api.routes import analyses, dicomweb, service
 from api.settings import Settings
 from api.state import Gateway
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
         settings.results_dir.mkdir(parents=True, exist_ok=True)
         engine = connect(settings.url)
-        store = JobStore(engine)
+        store = JobStore(engine, settings.replica_id)
         metrics = Metrics()
         inference = Inference(settings)
         workers = Workers(settings, store, inference, metrics)
@@ -72,13 +73,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             workers,
             assembler,
         )
+        replica = Replica(settings, store, workers, assembler)
         await workers.start()
-        await assembler.start()
+        await replica.start()
         try:
             yield
         finally:
             await assembler.stop()
             await workers.stop()
+            await replica.stop()
             engine.dispose()
 
     app = FastAPI(

@@ -1,9 +1,10 @@
 """The job store's tables (SQLAlchemy Core) on SQLite (WAL) or PostgreSQL.
 
-One schema for both: clients (API keys, hashed), analyses (the jobs and their results) and an
-append-only audit trail. SQLite is the embedded default; ``DATABASE_URL`` picks PostgreSQL, a
-server a deployment backs up and operates on its own. (One gateway process owns the jobs it
-resumes; replicas sharing a database would need leases on running jobs.)
+One schema for both: clients (API keys, hashed), analyses (the jobs and their results), the
+gateway replicas alive (their heartbeats: each analysis has an owner, and a replica takes over
+only the analyses of one whose heartbeat stopped) and an append-only audit trail. SQLite is
+the embedded default; ``DATABASE_URL`` picks PostgreSQL, a server a deployment backs up and
+operates on its own, and the one several replicas share.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import make_url
 
@@ -63,7 +66,16 @@ analyses = Table(
     Column("timings", JSON),
     Column("outputs", String(16), nullable=False, default="none"),
     Column("webhook", String(16), nullable=False, default="none"),
+    Column("owner", String(64), index=True),
     UniqueConstraint("client_id", "idempotency_key", name="uq_idempotency"),
+)
+
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("started", DateTime(timezone=True), nullable=False),
+    Column("heartbeat", DateTime(timezone=True), nullable=False),
 )
 
 audit = Table(
@@ -96,4 +108,18 @@ def connect(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10)
     metadata.create_all(engine)
+    _add_columns(engine)
     return engine
+
+
+def _add_columns(engine: Engine) -> None:
+    """Columns added to a table since a database was made (all nullable), added to it; the
+    schema only ever grows by such columns."""
+    present = inspect(engine)
+    with engine.begin() as db:
+        for table in metadata.sorted_tables:
+            have = {c["name"] for c in present.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    kind = column.type.compile(engine.dialect)
+                    db.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))

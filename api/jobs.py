@@ -1,19 +1,22 @@
 """The job store: analyses, their results and the audit trail, over SQLAlchemy Core.
 
 Every state change is a short transaction of its own, so SQLite (WAL) and PostgreSQL behave
-alike and a crash leaves each analysis in a state :meth:`JobStore.unfinished` can resume from.
+alike and a crash leaves each analysis in a state it can be resumed from. Each analysis has an
+owner, the gateway replica that accepted it or took it over: only the owner runs it, and
+:meth:`JobStore.take_over` hands a replica the unfinished work of replicas whose heartbeat has
+stopped, one taker per analysis.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Row, delete, func, insert, select, update
+from sqlalchemy import Engine, Row, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from api.db import analyses, audit
+from api.db import analyses, audit, replicas
 from api.models import Analysis, Outputs, Status
 from api.problems import ProblemError
 from ich.schema import ExamResult
@@ -30,9 +33,14 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+UNFINISHED = (Status.RECEIVING.value, Status.QUEUED.value, Status.RUNNING.value)
+
+
 class JobStore:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    """The analyses as one replica (``replica``, its id among the gateways) sees them."""
+
+    def __init__(self, engine: Engine, replica: str = "local") -> None:
+        self.engine, self.replica = engine, replica
 
     def create(
         self,
@@ -66,6 +74,7 @@ class JobStore:
             "attempts": 0,
             "outputs": Outputs.NONE.value,
             "webhook": "none",
+            "owner": self.replica,
         }
         try:
             with self.engine.begin() as db:
@@ -116,13 +125,14 @@ class JobStore:
 
     def claim(self, analysis_id: str) -> Row | None:
         """Mark an analysis running (counting the attempt); None if it is no longer queued
-        or running (deleted, or finished by an earlier attempt)."""
+        or running (deleted, finished by an earlier attempt) or no longer this replica's."""
         with self.engine.begin() as db:
             done = db.execute(
                 update(analyses)
                 .where(
                     analyses.c.id == analysis_id,
                     analyses.c.status.in_([Status.QUEUED.value, Status.RUNNING.value]),
+                    analyses.c.owner == self.replica,
                 )
                 .values(
                     status=Status.RUNNING.value, started=now(), attempts=analyses.c.attempts + 1
@@ -130,33 +140,81 @@ class JobStore:
             )
         return self.get(analysis_id) if done.rowcount else None
 
-    def unfinished(self, *statuses: Status) -> list[str]:
-        with self.engine.connect() as db:
-            rows = db.execute(
-                select(analyses.c.id)
-                .where(analyses.c.status.in_([s.value for s in statuses]))
-                .order_by(analyses.c.created)
-            ).all()
-        return [r.id for r in rows]
+    def heartbeat(self) -> None:
+        """Record that this replica is alive (and first, that it exists)."""
+        with self.engine.begin() as db:
+            beat = db.execute(
+                update(replicas).where(replicas.c.id == self.replica).values(heartbeat=now())
+            )
+            if not beat.rowcount:
+                db.execute(insert(replicas).values(id=self.replica, started=now(), heartbeat=now()))
 
-    def follow_ups_pending(self) -> list[str]:
-        """Finished analyses whose DICOM objects or webhook are still to be done."""
+    def retire(self) -> None:
+        """This replica stops: the others take over its unfinished work at their next beat."""
+        with self.engine.begin() as db:
+            db.execute(delete(replicas).where(replicas.c.id == self.replica))
+
+    def others_alive(self, lease_s: float) -> bool:
         with self.engine.connect() as db:
-            rows = db.execute(
-                select(analyses.c.id).where(
-                    (analyses.c.outputs == Outputs.PENDING.value)
-                    | (analyses.c.webhook == "pending")
+            return (
+                db.execute(
+                    select(replicas.c.id).where(
+                        replicas.c.id != self.replica,
+                        replicas.c.heartbeat >= now() - timedelta(seconds=lease_s),
+                    )
+                ).first()
+                is not None
+            )
+
+    def take_over(self, lease_s: float, own: bool) -> list[Row]:
+        """The unfinished analyses (and pending DICOM objects or webhooks) this replica is to
+        run, oldest first: those with no owner or an owner without a heartbeat in ``lease_s``,
+        made this replica's one at a time (a concurrent taker gets none of the same), and
+        with ``own`` those it already owns (a restart under the same replica id)."""
+        live = select(replicas.c.id).where(
+            replicas.c.heartbeat >= now() - timedelta(seconds=lease_s)
+        )
+        ownerless = or_(analyses.c.owner.is_(None), analyses.c.owner.not_in(live))
+        query = (
+            select(analyses)
+            .where(
+                or_(
+                    analyses.c.status.in_(UNFINISHED),
+                    analyses.c.outputs == Outputs.PENDING.value,
+                    analyses.c.webhook == "pending",
+                ),
+                or_(ownerless, analyses.c.owner == self.replica) if own else ownerless,
+            )
+            .order_by(analyses.c.created)
+        )
+        with self.engine.connect() as db:
+            found = db.execute(query).all()
+        taken = []
+        for row in found:
+            if row.owner == self.replica:
+                taken.append(row)
+                continue
+            previous = (
+                analyses.c.owner.is_(None) if row.owner is None else analyses.c.owner == row.owner
+            )
+            with self.engine.begin() as db:
+                moved = db.execute(
+                    update(analyses)
+                    .where(analyses.c.id == row.id, previous)
+                    .values(owner=self.replica)
                 )
-            ).all()
-        return [r.id for r in rows]
+            if moved.rowcount:
+                taken.append(row)
+        return taken
 
     def active(self) -> int:
-        """Analyses accepted and not finished (the queue's depth)."""
+        """This replica's analyses accepted and not finished (its queue's depth)."""
         with self.engine.connect() as db:
             return int(
                 db.execute(
                     select(func.count()).where(
-                        analyses.c.status.in_([Status.QUEUED.value, Status.RUNNING.value])
+                        analyses.c.status.in_([Status.QUEUED.value, Status.RUNNING.value]),
+                        analyses.c.owner == self.replica,
                     )
                 ).scalar_one()
             )

@@ -7,6 +7,7 @@ single workstation: SQLite beside the spool, two workers, CORS off, 127.0.0.1 on
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,7 +27,22 @@ class Settings(BaseModel):
     triton_url: str = Field("127.0.0.1:8011", description="host:port of Triton's endpoint.")
     triton_protocol: str = Field("grpc", pattern="^(grpc|http)$")
     workers: int = Field(2, ge=1, le=64, description="Analyses run at once.")
-    queue_limit: int = Field(32, ge=1, description="Analyses accepted but not finished, at most.")
+    queue_limit: int = Field(
+        32, ge=1, description="Analyses accepted but not finished, at most (per replica)."
+    )
+    replica_id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        max_length=64,
+        description="This gateway among replicas sharing a database (the pod name on "
+        "Kubernetes); a restart under the same id resumes its own work at once.",
+    )
+    lease_s: float = Field(
+        30.0,
+        ge=1,
+        description="A replica without a heartbeat for this long has its unfinished work "
+        "taken over by the others (heartbeats every third of it).",
+    )
     sync_timeout_s: float = Field(
         120.0, gt=0, description="How long a synchronous POST waits before answering 202."
     )

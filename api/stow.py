@@ -4,6 +4,8 @@ of its client is still streaming.
 
 Each (client, study) gets an analysis in status ``receiving`` when its first instance lands, so
 the store response can already point at it; a restart queues whatever was still receiving.
+Studies are assembled in the memory of the replica that receives them, so the instances of one
+study must reach one replica (on Kubernetes the DICOMweb Service keeps each sender on one pod).
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ class Assembler:
     """Store requests in flight per client: their studies may not be complete yet."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def start(self) -> None:
-        for analysis_id in self.store.unfinished(Status.RECEIVING):
-            self._complete(analysis_id)
+    def resume(self, analysis_id: str) -> None:
+        """A receiving analysis left by a restart or a stopped replica: queued after the
+        quiet period, as if its last instance had just arrived."""
+        self._arm(analysis_id)
 
     async def stop(self) -> None:
         for timer in self.timers.values():

@@ -1,11 +1,11 @@
 """A bounded pool of analysis workers: queue, run through Triton, publish, then follow up.
 
 An analysis is queued in the database before the client hears "accepted", so a restart finds
-every accepted job (:meth:`Workers.start` re-queues them). A worker scans headers and selects
-the series (gateway), sends that series to Triton (pixels), stores the result and wakes any
-waiting request. The DICOM SEG, SR and overlays and the webhook follow, off the request's path,
-and are resumed after a restart too. An unreachable or slow Triton is retried a few times
-before the analysis fails with that reason.
+every accepted job (``api.replicas`` hands them back, or to another replica). A worker scans
+headers and selects the series (gateway), sends that series to Triton (pixels), stores the
+result and wakes any waiting request. The DICOM SEG, SR and overlays and the webhook follow,
+off the request's path, and are resumed after a restart too. An unreachable or slow Triton is
+retried a few times before the analysis fails with that reason.
 """
 
 from __future__ import annotations
@@ -41,6 +41,14 @@ log = logging.getLogger("api.worker")
 TRANSIENT = frozenset({"triton-unavailable", "analysis-timeout"})
 MAX_ATTEMPTS = 3
 """Tries of one analysis (transient Triton failures, restarts in the middle) before it fails."""
+SWEEP_AGE_S = 3600.0
+"""Files without an analysis this old are swept at start even while other replicas run."""
+
+
+def _last_modified(entry: Path) -> float:
+    """The newest modification time in a spool or results folder."""
+    stamps = [entry.stat().st_mtime] + [p.stat().st_mtime for p in entry.rglob("*")]
+    return max(stamps)
 
 
 class Outcome(Enum):
@@ -73,20 +81,25 @@ class Workers:
         return self.settings.results_dir / analysis_id
 
     async def start(self) -> None:
-        """Sweep what no analysis owns, resume what a previous run accepted and did not
-        finish (analyses, DICOM objects, webhooks), then start the workers."""
+        """Sweep the files no analysis owns, then start the workers. With other replicas
+        alive on the same volume, only files older than SWEEP_AGE_S go: a younger one may be
+        an upload another replica is still receiving."""
+        others = self.store.others_alive(self.settings.lease_s)
+        oldest = time.time() - SWEEP_AGE_S
         for folder in (self.settings.spool_dir, self.settings.results_dir):
             for entry in folder.iterdir():
-                if self.store.get(entry.name) is None:  # stow-* staging included
-                    shutil.rmtree(entry, ignore_errors=True)
-        resumed = self.store.unfinished(Status.QUEUED, Status.RUNNING)
-        for analysis_id in resumed:
-            self.queue.put_nowait(analysis_id)
-        for analysis_id in self.store.follow_ups_pending():
-            self._spawn(self._follow_up(analysis_id))
-        if resumed:
-            log.info("resumed %d accepted analyses", len(resumed))
+                if self.store.get(entry.name) is None and (
+                    not others or _last_modified(entry) < oldest
+                ):
+                    shutil.rmtree(entry, ignore_errors=True)  # stow-* staging included
         self.tasks = [asyncio.create_task(self._work()) for _ in range(self.settings.workers)]
+
+    def resume(self, row: Row) -> None:
+        """Run an accepted analysis this replica now owns (after a restart or a take-over)."""
+        if row.status in (Status.QUEUED.value, Status.RUNNING.value):
+            self.queue.put_nowait(row.id)
+        else:
+            self._spawn(self._follow_up(row.id))
 
     async def stop(self) -> None:
         for task in [*self.tasks, *self.background]:

@@ -232,13 +232,14 @@ def test_the_gateway_writes_only_to_its_volumes(overlay: Manifests) -> None:
     claim = overlay.one(
         "PersistentVolumeClaim", volumes[mounts[data_dir]]["persistentVolumeClaim"]["claimName"]
     )
-    # Analyses accepted by one gateway are resumed from this volume; a second replica needs the
-    # job store to lease analyses and the volume to be shared.
+    # Replicas share the volume and own their analyses by pod name: any of them serves any
+    # analysis, and a stopped one's work is taken over (api/replicas.py).
     hpa = overlay.one("HorizontalPodAutoscaler", GATEWAY)
-    if hpa["spec"]["maxReplicas"] > 1:
-        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
-    else:
-        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert hpa["spec"]["minReplicas"] >= 2
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    (owner,) = [e for e in gateway["env"] if e["name"] == "ICH_REPLICA_ID"]
+    assert owner["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert pod_spec(deployment)["enableServiceLinks"] is False  # no ICH_TRITON_* service variables
 
 
@@ -413,3 +414,14 @@ def test_the_shipped_database_secret_is_an_example_that_cannot_connect(overlay: 
     """CI renders without a real password; the example names a host that never resolves."""
     url = overlay.environment(GATEWAY, "gateway")["DATABASE_URL"]
     assert re.search(r"@[^/]+\.invalid[:/]", url), url
+
+
+def test_dicomweb_senders_stay_on_one_gateway(overlay: Manifests) -> None:
+    """STOW-RS studies are assembled in the memory of the replica receiving them."""
+    service = overlay.one("Service", f"{GATEWAY}-dicomweb")
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
+    gateway = container_named(overlay.one("Deployment", GATEWAY), "gateway")
+    (port,) = service["spec"]["ports"]
+    assert container_port(gateway, port["targetPort"]) == 8000
+    selector = overlay.one("Service", GATEWAY)["spec"]["selector"]
+    assert service["spec"]["selector"] == selector

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from api.db import connect
-from api.jobs import JobStore, as_analysis
+from api.jobs import JobStore, as_analysis, now
 from api.keys import create_key, find_key, list_keys, revoke_key, token_client
 from api.models import Status
 from api.problems import ProblemError
@@ -21,7 +22,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
     url = request.getfixturevalue("postgres")
     engine = connect(url)
     with engine.begin() as db:  # a clean slate per test
-        db.execute(text("TRUNCATE analyses, audit, clients CASCADE"))
+        db.execute(text("TRUNCATE analyses, audit, clients, replicas CASCADE"))
     return engine
 
 
@@ -68,7 +69,7 @@ def test_jobs_idempotency_claim_resume_and_delete(engine: Engine) -> None:
     claimed = store.claim(first.id)
     assert claimed is not None and claimed.status == "running" and claimed.attempts == 1
     # A crash here leaves it running: a restart finds it with the queued one, oldest first.
-    assert store.unfinished(Status.QUEUED, Status.RUNNING) == [first.id, other.id]
+    assert [r.id for r in store.take_over(30, own=True)] == [first.id, other.id]
     store.update(first.id, status=Status.DONE.value)
     assert store.claim(first.id) is None  # finished work is not redone
     assert as_analysis(store.get(first.id)).links["self"].endswith(first.id)
@@ -90,3 +91,46 @@ def test_uploads_in_flight_hold_their_place_in_the_queue(tmp_path: Path) -> None
             pass
         assert full.value.code == "queue-full"
     workers.admit()  # both uploads ended: room again
+
+
+def test_replicas_take_over_only_the_work_of_a_stopped_replica(engine: Engine) -> None:
+    client = create_key(engine, "bridge").client.id
+    a, b, c = (JobStore(engine, name) for name in ("a", "b", "c"))
+    for replica in (a, b, c):
+        replica.heartbeat()
+    queued, _ = a.create(client, "upload", Status.QUEUED)
+    running, _ = a.create(client, "upload", Status.QUEUED)
+    assert a.claim(running.id) is not None and b.claim(queued.id) is None  # a's, not b's
+    receiving, _ = a.create(client, "stow", Status.RECEIVING)
+    done, _ = a.create(client, "upload", Status.QUEUED)
+    a.update(done.id, status=Status.DONE.value, outputs="pending")
+    finished, _ = a.create(client, "upload", Status.QUEUED)
+    a.update(finished.id, status=Status.DONE.value, outputs="ready")
+    assert a.active() == 2 and b.active() == 0
+    assert b.take_over(30, own=False) == [] and b.others_alive(30)
+
+    with engine.begin() as db:  # a's heartbeat stops: 31 s ago
+        db.execute(text("UPDATE replicas SET heartbeat = :t WHERE id = 'a'"), {"t": _ago(31)})
+    taken = b.take_over(30, own=False)
+    assert [r.id for r in taken] == [queued.id, running.id, receiving.id, done.id]
+    assert c.take_over(30, own=False) == []  # one taker per analysis
+    assert {b.get(r.id).owner for r in taken} == {"b"} and b.get(finished.id).owner == "a"
+    assert b.claim(running.id).attempts == 2 and b.active() == 2
+
+    b.retire()  # a clean stop: its work moves at the next beat, without waiting for the lease
+    assert not c.others_alive(30)
+    assert [r.id for r in c.take_over(30, own=False)] == [t.id for t in taken]
+
+
+def _ago(seconds: float) -> datetime:
+    return now() - timedelta(seconds=seconds)
+
+
+def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with create_engine(f"sqlite:///{path}").begin() as db:
+        db.execute(text("CREATE TABLE analyses (id VARCHAR(36) PRIMARY KEY, status VARCHAR(16))"))
+        db.execute(text("INSERT INTO analyses VALUES ('x', 'queued')"))
+    engine = connect(f"sqlite:///{path}")
+    with engine.connect() as db:
+        assert db.execute(text("SELECT id, owner FROM analyses")).one() == ("x", None)
