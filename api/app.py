@@ -79,9 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await replica.stop()
             await assembler.stop()
             await workers.stop()
-            await replica.stop()
+            replica.retire()
             engine.dispose()
 
     app = FastAPI(

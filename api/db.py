@@ -29,6 +29,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 metadata = MetaData()
 
@@ -113,13 +114,24 @@ def connect(url: str) -> Engine:
 
 
 def _add_columns(engine: Engine) -> None:
-    """Columns added to a table since a database was made (all nullable), added to it; the
-    schema only ever grows by such columns."""
-    present = inspect(engine)
-    with engine.begin() as db:
-        for table in metadata.sorted_tables:
-            have = {c["name"] for c in present.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in have:
-                    kind = column.type.compile(engine.dialect)
+    """Columns added to a table since a database was made (nullable, with their indexes),
+    added to it: the schema only ever grows by such columns. Replicas starting together may
+    race to add one; the loser finds it there."""
+    for table in metadata.sorted_tables:
+        missing = [c for c in table.columns if c.name not in _columns(engine, table.name)]
+        for column in missing:
+            if not column.nullable:
+                raise RuntimeError(f"{table.name}.{column.name} cannot be added to old rows")
+            kind = column.type.compile(engine.dialect)
+            try:
+                with engine.begin() as db:
                     db.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+            except DBAPIError:
+                if column.name not in _columns(engine, table.name):
+                    raise
+        for index in table.indexes if missing else ():
+            index.create(engine, checkfirst=True)
+
+
+def _columns(engine: Engine, table: str) -> set[str]:
+    return {c["name"] for c in inspect(engine).get_columns(table)}

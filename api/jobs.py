@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Row, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, Row, Select, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api.db import analyses, audit, replicas
@@ -114,13 +114,18 @@ class JobStore:
             return db.execute(query).first()
 
     def update(self, analysis_id: str, **values: Any) -> bool:
-        """Set ``values``; False if the analysis no longer exists (deleted)."""
+        """Set ``values`` on an analysis this replica owns; False if it was deleted or taken
+        over meanwhile (a late write of a former owner changes nothing)."""
         with self.engine.begin() as db:
-            done = db.execute(update(analyses).where(analyses.c.id == analysis_id).values(**values))
+            done = db.execute(
+                update(analyses)
+                .where(analyses.c.id == analysis_id, analyses.c.owner == self.replica)
+                .values(**values)
+            )
         return bool(done.rowcount)
 
     def finish(self, analysis_id: str, **values: Any) -> bool:
-        """Record the end of a running analysis; False if it was deleted meanwhile."""
+        """Record the end of a running analysis; False if deleted or taken over meanwhile."""
         return self.update(analysis_id, finished=now(), **values)
 
     def claim(self, analysis_id: str) -> Row | None:
@@ -140,14 +145,23 @@ class JobStore:
             )
         return self.get(analysis_id) if done.rowcount else None
 
-    def heartbeat(self) -> None:
-        """Record that this replica is alive (and first, that it exists)."""
+    def heartbeat(self, lease_s: float) -> None:
+        """Record that this replica is alive (and first, that it exists); forget replicas
+        silent for ten leases (their work was taken over long ago).
+
+        Heartbeats are compared across replicas by their own clocks: the lease (30 s) is
+        meant to be far above the skew of clocks kept by NTP."""
         with self.engine.begin() as db:
             beat = db.execute(
                 update(replicas).where(replicas.c.id == self.replica).values(heartbeat=now())
             )
             if not beat.rowcount:
                 db.execute(insert(replicas).values(id=self.replica, started=now(), heartbeat=now()))
+            db.execute(
+                delete(replicas).where(
+                    replicas.c.heartbeat < now() - timedelta(seconds=10 * lease_s)
+                )
+            )
 
     def retire(self) -> None:
         """This replica stops: the others take over its unfinished work at their next beat."""
@@ -155,6 +169,7 @@ class JobStore:
             db.execute(delete(replicas).where(replicas.c.id == self.replica))
 
     def others_alive(self, lease_s: float) -> bool:
+        """Whether another replica has beaten within ``lease_s`` (and may be receiving)."""
         with self.engine.connect() as db:
             return (
                 db.execute(
@@ -171,10 +186,7 @@ class JobStore:
         run, oldest first: those with no owner or an owner without a heartbeat in ``lease_s``,
         made this replica's one at a time (a concurrent taker gets none of the same), and
         with ``own`` those it already owns (a restart under the same replica id)."""
-        live = select(replicas.c.id).where(
-            replicas.c.heartbeat >= now() - timedelta(seconds=lease_s)
-        )
-        ownerless = or_(analyses.c.owner.is_(None), analyses.c.owner.not_in(live))
+        ownerless = or_(analyses.c.owner.is_(None), analyses.c.owner.not_in(self._live(lease_s)))
         query = (
             select(analyses)
             .where(
@@ -194,8 +206,12 @@ class JobStore:
             if row.owner == self.replica:
                 taken.append(row)
                 continue
+            # Still the same owner, and that owner still silent: one taker, and none from a
+            # replica that came back (a restarted container) since the query.
             previous = (
-                analyses.c.owner.is_(None) if row.owner is None else analyses.c.owner == row.owner
+                analyses.c.owner.is_(None)
+                if row.owner is None
+                else (analyses.c.owner == row.owner) & analyses.c.owner.not_in(self._live(lease_s))
             )
             with self.engine.begin() as db:
                 moved = db.execute(
@@ -206,6 +222,12 @@ class JobStore:
             if moved.rowcount:
                 taken.append(row)
         return taken
+
+    @staticmethod
+    def _live(lease_s: float) -> Select[tuple[str]]:
+        return select(replicas.c.id).where(
+            replicas.c.heartbeat >= now() - timedelta(seconds=lease_s)
+        )
 
     def active(self) -> int:
         """This replica's analyses accepted and not finished (its queue's depth)."""

@@ -36,15 +36,20 @@ class Replica:
 
     async def start(self) -> None:
         """Announce this replica and resume its own and any orphaned work."""
-        self.store.heartbeat()
+        self.store.heartbeat(self.settings.lease_s)
         self._run(self.store.take_over(self.settings.lease_s, own=True), "resumed")
         self.task = asyncio.create_task(self._beat())
 
     async def stop(self) -> None:
+        """No more heartbeats or take-overs (first, before the workers stop)."""
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+
+    def retire(self) -> None:
+        """Last: hand what is left to the other replicas at their next beat. A write of a
+        worker still finishing here afterwards is refused (the job store checks owners)."""
         with contextlib.suppress(Exception):  # a database that is gone: the lease expires
             self.store.retire()
 
@@ -52,7 +57,7 @@ class Replica:
         while True:
             await asyncio.sleep(self.settings.lease_s / 3)
             try:
-                await asyncio.to_thread(self.store.heartbeat)
+                await asyncio.to_thread(self.store.heartbeat, self.settings.lease_s)
                 taken = await asyncio.to_thread(self.store.take_over, self.settings.lease_s, False)
             except Exception:  # the database is away: try again at the next beat
                 log.exception("heartbeat of replica failed")

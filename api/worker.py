@@ -41,14 +41,19 @@ log = logging.getLogger("api.worker")
 TRANSIENT = frozenset({"triton-unavailable", "analysis-timeout"})
 MAX_ATTEMPTS = 3
 """Tries of one analysis (transient Triton failures, restarts in the middle) before it fails."""
+WAIT_POLL_S = 1.0
+"""How often a synchronous request rereads an analysis another replica runs."""
 SWEEP_AGE_S = 3600.0
 """Files without an analysis this old are swept at start even while other replicas run."""
 
 
 def _last_modified(entry: Path) -> float:
-    """The newest modification time in a spool or results folder."""
-    stamps = [entry.stat().st_mtime] + [p.stat().st_mtime for p in entry.rglob("*")]
-    return max(stamps)
+    """The newest modification time in a spool or results folder; infinitely recent when a
+    file vanishes meanwhile (its owner is busy with it)."""
+    try:
+        return max([entry.stat().st_mtime] + [p.stat().st_mtime for p in entry.rglob("*")])
+    except OSError:
+        return float("inf")
 
 
 class Outcome(Enum):
@@ -134,16 +139,23 @@ class Workers:
         self.queue.put_nowait(analysis_id)
 
     async def wait(self, analysis_id: str, timeout_s: float) -> bool:
-        """True once the analysis is done, failed or gone; False after ``timeout_s``."""
+        """True once the analysis is done, failed or gone; False after ``timeout_s``. This
+        replica's own analyses wake the waiter; another replica's (an idempotent retry that
+        landed here) are looked up each second."""
         event = self.finished.setdefault(analysis_id, asyncio.Event())
-        row = self.store.get(analysis_id)
-        if row is None or row.status in (Status.DONE.value, Status.FAILED.value):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            row = self.store.get(analysis_id)
+            if row is None or row.status in (Status.DONE.value, Status.FAILED.value):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(event.wait(), min(remaining, WAIT_POLL_S))
+            except TimeoutError:
+                continue
             return True
-        try:
-            await asyncio.wait_for(event.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
@@ -177,7 +189,7 @@ class Workers:
         failure)."""
         row = self.store.claim(analysis_id)
         if row is None:
-            return Outcome.GONE
+            return self._unclaimed(analysis_id)
         started = time.perf_counter()
         if row.attempts > MAX_ATTEMPTS:
             detail = f"Gave up after {MAX_ATTEMPTS} attempts, each interrupted by a restart."
@@ -221,8 +233,8 @@ class Workers:
             outputs=Outputs.PENDING.value,
             webhook="pending" if row.callback_url else "none",
         )
-        if not recorded:  # deleted while it ran: leave nothing of it behind
-            self._discard(analysis_id)
+        if not recorded:  # deleted (or taken over) while it ran
+            self._lost(analysis_id)
             return Outcome.GONE
         self._count(result, timings)
         log.info(
@@ -233,6 +245,15 @@ class Workers:
             timings["total_s"],
         )
         return Outcome.FINISHED
+
+    def _unclaimed(self, analysis_id: str) -> Outcome:
+        """Not runnable: gone, another replica's, or finished by a former owner just before
+        this replica took it over (then its DICOM objects or webhook may still be due)."""
+        row = self.store.get(analysis_id)
+        pending = row is not None and (
+            row.outputs == Outputs.PENDING.value or row.webhook == "pending"
+        )
+        return Outcome.FINISHED if pending and row.owner == self.store.replica else Outcome.GONE
 
     def _count(self, result: ExamResult, timings: dict[str, float]) -> None:
         self.metrics.analyses.labels("done").inc()
@@ -253,16 +274,19 @@ class Workers:
             webhook="pending" if row.callback_url else "none",
         )
         if not recorded:
-            self._discard(row.id)
+            self._lost(row.id)
             return Outcome.GONE
         self.metrics.analyses.labels(code).inc()
         log.info("analysis %s failed: %s after %.2f s", row.id, code, time.perf_counter() - started)
         self._retire_spool(row.id)
         return Outcome.FINISHED
 
-    def _discard(self, analysis_id: str) -> None:
-        shutil.rmtree(self.spool(analysis_id), ignore_errors=True)
-        shutil.rmtree(self.results(analysis_id), ignore_errors=True)
+    def _lost(self, analysis_id: str) -> None:
+        """A write was refused: when the analysis was deleted meanwhile, leave nothing of it
+        behind; when another replica took it over, its files are that replica's now."""
+        if self.store.get(analysis_id) is None:
+            shutil.rmtree(self.spool(analysis_id), ignore_errors=True)
+            shutil.rmtree(self.results(analysis_id), ignore_errors=True)
 
     def _retire_spool(self, analysis_id: str) -> None:
         if not self.settings.keep_spool:
@@ -287,7 +311,7 @@ class Workers:
             log.exception("DICOM outputs of analysis %s failed", row.id)
             state = Outputs.FAILED
         if not self.store.update(row.id, outputs=state.value):
-            self._discard(row.id)
+            self._lost(row.id)
             return
         self._retire_spool(row.id)
 

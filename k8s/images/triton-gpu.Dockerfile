@@ -12,7 +12,8 @@ RUN apt-get update \
       python3.11 python3.11-venv \
  && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python3.11 -m venv /opt/ich/venv
+RUN python3.11 -m venv /opt/ich/venv \
+ && /opt/ich/venv/bin/python -m pip install "pip==24.3.1"
 WORKDIR /src
 COPY k8s/images/constraints.txt ./
 COPY pyproject.toml README.md ./

@@ -3,6 +3,7 @@ OpenAPI schema, and it installs and imports with httpx and pydantic alone."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -70,6 +71,10 @@ def test_the_drift_check_notices_a_changed_field(served: dict[str, Any]) -> None
 
 
 def test_the_sdk_depends_on_httpx_and_pydantic_only(tmp_path: Path) -> None:
+    source = tmp_path / "ich-client"  # built from a copy: nothing is written into the checkout
+    shutil.copytree(
+        SDK, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    )
     subprocess.run(
         [
             sys.executable,
@@ -81,7 +86,7 @@ def test_the_sdk_depends_on_httpx_and_pydantic_only(tmp_path: Path) -> None:
             "-q",
             "-w",
             str(tmp_path),
-            str(SDK),
+            str(source),
         ],
         check=True,
     )

@@ -44,6 +44,8 @@ def test_a_zip_is_sent_as_is(tmp_path: Path) -> None:
     assert upload.content_type == "application/zip"
     assert b"".join(upload.stream()) == archive.read_bytes()
     assert prepare(archive.read_bytes()).content_type == "application/zip"
+    several = b"".join(prepare([archive, archive]).stream())  # a list: each part says what it is
+    assert several.count(b"Content-Type: application/zip") == 2
     assert prepare(b"\0" * 128 + b"DICM").content_type == "application/dicom"
 
 

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
-from api.db import connect
+from api.db import connect, metadata
 from api.jobs import JobStore, as_analysis, now
 from api.keys import create_key, find_key, list_keys, revoke_key, token_client
 from api.models import Status
@@ -97,7 +97,7 @@ def test_replicas_take_over_only_the_work_of_a_stopped_replica(engine: Engine) -
     client = create_key(engine, "bridge").client.id
     a, b, c = (JobStore(engine, name) for name in ("a", "b", "c"))
     for replica in (a, b, c):
-        replica.heartbeat()
+        replica.heartbeat(30)
     queued, _ = a.create(client, "upload", Status.QUEUED)
     running, _ = a.create(client, "upload", Status.QUEUED)
     assert a.claim(running.id) is not None and b.claim(queued.id) is None  # a's, not b's
@@ -116,6 +116,9 @@ def test_replicas_take_over_only_the_work_of_a_stopped_replica(engine: Engine) -
     assert c.take_over(30, own=False) == []  # one taker per analysis
     assert {b.get(r.id).owner for r in taken} == {"b"} and b.get(finished.id).owner == "a"
     assert b.claim(running.id).attempts == 2 and b.active() == 2
+    # a comes back too late: its writes change nothing of what b now runs
+    assert not a.finish(running.id, status=Status.DONE.value)
+    assert b.get(running.id).status == "running" and b.update(running.id, attempts=2)
 
     b.retire()  # a clean stop: its work moves at the next beat, without waiting for the lease
     assert not c.others_alive(30)
@@ -127,10 +130,22 @@ def _ago(seconds: float) -> datetime:
 
 
 def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
+    """A database made before analyses had owners (the schema minus that column)."""
     path = tmp_path / "old.db"
     with create_engine(f"sqlite:///{path}").begin() as db:
-        db.execute(text("CREATE TABLE analyses (id VARCHAR(36) PRIMARY KEY, status VARCHAR(16))"))
-        db.execute(text("INSERT INTO analyses VALUES ('x', 'queued')"))
+        metadata.create_all(db)
+        db.execute(text("DROP INDEX ix_analyses_owner"))
+        db.execute(text("ALTER TABLE analyses DROP COLUMN owner"))
+        db.execute(
+            text(
+                "INSERT INTO analyses (id, client_id, status, source, created, attempts, "
+                "outputs, webhook) VALUES ('x', 'c', 'queued', 'upload', '2026-01-01', 0, "
+                "'none', 'none')"
+            )
+        )
     engine = connect(f"sqlite:///{path}")
     with engine.connect() as db:
         assert db.execute(text("SELECT id, owner FROM analyses")).one() == ("x", None)
+    assert "ix_analyses_owner" in {i["name"] for i in inspect(engine).get_indexes("analyses")}
+    assert [r.id for r in JobStore(engine).take_over(30, own=True)] == ["x"]  # ownerless
+    connect(f"sqlite:///{path}")  # a second start finds nothing to add

@@ -3,11 +3,14 @@ while both beat; when one is killed, the other finishes what it had accepted."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from fastapi.testclient import TestClient
 
 from api.db import connect
 from api.jobs import JobStore
@@ -62,3 +65,21 @@ def test_a_killed_replicas_work_is_finished_by_the_other(
         a.stop()
         b.stop()
     assert "took over" in b.log.read_text()
+
+
+def test_the_start_sweep_spares_young_files_while_other_replicas_run(
+    app_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    spool = data / "spool"
+    young, old = spool / "stow-receiving-elsewhere", spool / "abandoned"
+    for folder in (young, old):
+        folder.mkdir(parents=True)
+        (folder / "1.dcm").write_bytes(b"x")
+    hour_ago = time.time() - 2 * 3600
+    for path in (old, old / "1.dcm"):
+        os.utime(path, (hour_ago, hour_ago))
+    other = JobStore(connect(f"sqlite:///{(data / 'ich.db').resolve()}"), "other")
+    other.heartbeat(30)
+    app_client(data_dir=data, replica_id="this")
+    assert young.is_dir() and not old.exists()

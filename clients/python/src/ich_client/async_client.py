@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
-import anyio
 import httpx
 from pydantic import PrivateAttr
 
@@ -86,7 +86,7 @@ class AsyncClient:
     ) -> AsyncAnalysis:
         """See :meth:`ich_client.Client.analyze`."""
         call = calls.submission(
-            await anyio.to_thread.run_sync(prepare, study),
+            await asyncio.to_thread(prepare, study),
             wait_s=timeout if wait else None,
             callback_url=callback_url,
             idempotency_key=idempotency_key,
@@ -126,7 +126,7 @@ class AsyncClient:
         """See :meth:`ich_client.Client.wait`."""
         poll = Poll(timeout, outputs, watch)
         while not poll.settled(current := await self.get(analysis)):
-            await anyio.sleep(poll.pause(current))
+            await asyncio.sleep(poll.pause(current))
         return current
 
     async def get(self, analysis: AnalysisRecord | str) -> AsyncAnalysis:
@@ -181,4 +181,7 @@ class AsyncClient:
             else:
                 if (delay := tries.after_response(response)) is None:
                     return response
-            await anyio.sleep(delay)
+            finally:
+                if content is not None:  # a body abandoned mid-stream closes its file now
+                    await content.aclose()
+            await asyncio.sleep(delay)

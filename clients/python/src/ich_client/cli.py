@@ -28,13 +28,12 @@ from ich_client.progress import ProgressLine
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        with Client(
-            args.url, api_key=args.key, token=args.token, timeout=args.request_timeout
-        ) as client:
-            return int(args.run(client, args))
-    except ValueError as error:  # missing URL or credentials
+        client = Client(args.url, api_key=args.key, token=args.token, timeout=args.request_timeout)
+    except ValueError as error:  # no URL, or both a key and a token
         print(f"ich-client: {error}", file=sys.stderr)
         return 2
+    with client:
+        return int(args.run(client, args))
 
 
 def _analyze(client: Client, args: argparse.Namespace) -> int:
@@ -44,14 +43,14 @@ def _analyze(client: Client, args: argparse.Namespace) -> int:
         try:
             queued = client.submit(study, progress=line.upload)
             done = queued.wait(args.timeout, outputs=bool(args.outputs), watch=line.watch)
-        except ICHError as error:
+            _save(done, args)
+        except (ICHError, ImportError, OSError) as error:
             line.finish(f"failed: {error}")
             if not line.enabled:
                 print(f"ich-client: {study}: {error}", file=sys.stderr)
             failed += 1
             continue
         line.finish(f"done    {done.id}")
-        _save(done, args)
         _show(done, args.format, sys.stdout, study)
     return 1 if failed else 0
 

@@ -214,4 +214,7 @@ class Client:
             else:
                 if (delay := tries.after_response(response)) is None:
                     return response
+            finally:
+                if content is not None:  # a body abandoned mid-stream closes its file now
+                    content.close()
             time.sleep(delay)

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -119,7 +120,8 @@ def to_fhir_bundle(
         performer: the organisation responsible for the service, e.g. ``"Organization/7"``.
 
     Entries are conditional creates on their identifiers (the analysis id, the model digest),
-    so posting the same bundle twice does not duplicate the report, observations or device.
+    so posting the same bundle twice does not duplicate the report, observations or device;
+    the Provenance, which has no identifier in R4, is created again.
 
     Raises:
         ValueError: the analysis is not done.
@@ -208,7 +210,7 @@ def post_to_fhir(
 
     Raises:
         FHIRError: the server answered an error (its OperationOutcome is on the error).
-        ConnectionError: the server could not be reached (``httpx.TransportError``).
+        httpx.TransportError: the server could not be reached.
     """
     sent = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
     if token:
@@ -252,7 +254,10 @@ class _Entry:
     def json(self) -> dict[str, Any]:
         request = {"method": "POST", "url": self.kind}
         if identifiers := self.resource.get("identifier"):
-            request["ifNoneExist"] = "identifier={system}|{value}".format(**identifiers[0])
+            first = identifiers[0]
+            request["ifNoneExist"] = urlencode(
+                {"identifier": f"{first['system']}|{first['value']}"}
+            )
         resource = {"resourceType": self.kind} | self.resource
         return {"fullUrl": self.url, "resource": resource, "request": request}
 

@@ -36,10 +36,8 @@ class Retries:
         """Seconds to wait before trying again, or None to give the answer to the caller."""
         if response.status_code not in RETRY_STATUSES or attempt >= self.attempts:
             return None
-        if response.status_code == 504 and response.headers.get("content-type", "").startswith(
-            "application/problem+json"
-        ):
-            return None  # the gateway's own 504 is a failed analysis, not a passing fault
+        if _failed_analysis(response):
+            return None  # a study that failed (e.g. Triton down too long) fails again
         server = retry_after(response)
         wait = self._backoff(attempt) if server is None else server
         return wait if wait <= self.max_wait_s else None
@@ -51,6 +49,16 @@ class Retries:
     def _backoff(self, attempt: int) -> float:
         full = min(self.backoff_s * 2 ** (attempt - 1), self.max_wait_s)
         return full / 2 + random.uniform(0, full / 2)
+
+
+def _failed_analysis(response: httpx.Response) -> bool:
+    """A problem naming an analysis: that analysis ended, and resending brings it back."""
+    if not response.headers.get("content-type", "").startswith("application/problem+json"):
+        return False
+    try:
+        return "analysis_id" in response.json()
+    except ValueError:
+        return False
 
 
 class Attempts:

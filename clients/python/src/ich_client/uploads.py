@@ -8,6 +8,7 @@ replayed when a submission is retried.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 import zipfile
@@ -15,8 +16,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
-
-import anyio
 
 from ich_client.errors import StudyInputError
 
@@ -42,11 +41,11 @@ class FilePart:
                 yield chunk
 
     async def achunks(self) -> AsyncIterator[bytes]:
-        handle = await anyio.to_thread.run_sync(self.path.open, "rb")
+        handle = await asyncio.to_thread(self.path.open, "rb")
         try:
             left = self.size
             while left:
-                chunk = await anyio.to_thread.run_sync(self._next, handle, left)
+                chunk = await asyncio.to_thread(self._next, handle, left)
                 left -= len(chunk)
                 yield chunk
         finally:
@@ -150,9 +149,10 @@ def _multipart(files: list[tuple[str, Path]]) -> StudyUpload:
     segments: list[Segment] = []
     for name, path in files:
         quoted = name.replace("\\", "/").replace('"', "%22").replace("\r", "").replace("\n", "")
+        kind = "application/zip" if zipfile.is_zipfile(path) else "application/dicom"
         header = (
             f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
-            f'filename="{quoted}"\r\nContent-Type: application/dicom\r\n\r\n'
+            f'filename="{quoted}"\r\nContent-Type: {kind}\r\n\r\n'
         )
         segments += [header.encode(), _part(path), b"\r\n"]
     segments.append(f"--{boundary}--\r\n".encode())
