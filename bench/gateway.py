@@ -2,11 +2,13 @@
 
 The 32-slice 512x512 benchmark study. Latency: medians over interleaved repeats of a
 synchronous ``POST /v1/analyses`` (multipart upload, spooling, header-only selection, Triton,
-storing the result) and of the same files sent to Triton with the gRPC client. Between
+storing the result), of the SDK's ``Client.analyze`` on the study's folder (files streamed
+from disk) and of the same files sent to Triton with the gRPC client. Between
 repeats the gateway's follow-up work (DICOM SEG, SR, overlays) is let finish, and its time is
 reported. Then throughput (studies/s; each client waits for its study's follow-up before
 sending the next) with 1, 2 and 4 concurrent REST clients, and the gateway process's memory
-after start and at its peak. Target: REST / direct Triton latency at most 1.10.
+after start and at its peak. Targets: REST / direct Triton latency at most 1.10; SDK / REST at
+most 1.05.
 
     .venv/bin/python bench/gateway.py [--repeats 5]
 """
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
+from ich_client import Client
 from study import throughput, write_study
 
 from api.process import start_gateway
@@ -79,7 +82,8 @@ def main() -> None:
                 rest = gateway.client(timeout=600)
                 direct.analyze(files)
                 follow_up_s(rest, submit(parts, rest)[1])
-                served, straight, follow = [], [], []
+                sdk = Client(gateway.url, api_key=gateway.key, timeout=600)
+                served, straight, follow, through_sdk = [], [], [], []
                 for _ in range(args.repeats):
                     start = time.perf_counter()
                     direct.analyze(files)
@@ -87,6 +91,10 @@ def main() -> None:
                     elapsed, analysis_id = submit(parts, rest)
                     served.append(elapsed)
                     follow.append(follow_up_s(rest, analysis_id))
+                    start = time.perf_counter()
+                    analysis = sdk.analyze(folder)
+                    through_sdk.append(time.perf_counter() - start)
+                    follow_up_s(rest, analysis.id)
                 rates = throughput(
                     lambda: gateway.client(timeout=600),
                     lambda c: follow_up_s(c, submit(parts, c)[1]),
@@ -102,6 +110,12 @@ def main() -> None:
     print(
         f"ratio REST / direct Triton                          {ours / theirs:6.2f} "
         f"(target <= 1.10: {ours / theirs <= 1.10})"
+    )
+    sdk_s = statistics.median(through_sdk)
+    print(f"SDK Client.analyze, streamed (median of {args.repeats})      {sdk_s:6.2f} s")
+    print(
+        f"ratio SDK / REST                                    {sdk_s / ours:6.2f} "
+        f"(target <= 1.05: {sdk_s / ours <= 1.05})"
     )
     print(f"follow-up after the result (SEG, SR, overlays)      {statistics.median(follow):6.2f} s")
     for workers, rate in rates.items():
