@@ -6,6 +6,7 @@ authentication and the mapping of every error to problem+json.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -23,11 +24,13 @@ from api.auth import Authenticator
 from api.db import connect
 from api.inference import Inference
 from api.jobs import JobStore
+from api.keys import client_named
 from api.logs import request_id
 from api.metrics import Metrics
 from api.problems import of_error, problem, response
+from api.receiver import Receiver
 from api.replicas import Replica
-from api.routes import analyses, dicomweb, service
+from api.routes import analyses, dicomweb, service, worklist
 from api.settings import Settings
 from api.state import Gateway
 from api.stow import Assembler
@@ -73,14 +76,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             workers,
             assembler,
         )
-        replica = Replica(settings, store, workers, assembler)
+        received = Assembler(settings, store, workers, "dimse", settings.dicom_quiet_s)
+        replica = Replica(settings, store, workers, {"stow": assembler, "dimse": received})
+        receiver = None
+        if settings.dicom_port is not None:
+            owner = client_named(engine, settings.dicom_client)
+            receiver = Receiver(settings, received, owner, asyncio.get_running_loop())
         await workers.start()
         await replica.start()
+        if receiver is not None:
+            receiver.start()
         try:
             yield
         finally:
+            if receiver is not None:
+                receiver.stop()
             await replica.stop()
-            await assembler.stop()
+            for each in (assembler, received):
+                await each.stop()
             await workers.stop()
             replica.retire()
             engine.dispose()
@@ -105,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Location", "Retry-After", "X-Request-ID"],
         )
     app.include_router(analyses.router)
+    app.include_router(worklist.router)
     app.include_router(dicomweb.router)
     app.include_router(service.router)
     _handlers(app, settings)

@@ -68,6 +68,10 @@ analyses = Table(
     Column("outputs", String(16), nullable=False, default="none"),
     Column("webhook", String(16), nullable=False, default="none"),
     Column("owner", String(64), index=True),
+    # Follow-ups beyond the DICOM objects and the webhook (None: not due): the notification of
+    # a positive study, and the SEG and SR sent back to the DICOM destination.
+    Column("notified", String(16)),
+    Column("returned", String(16)),
     UniqueConstraint("client_id", "idempotency_key", name="uq_idempotency"),
 )
 

@@ -37,7 +37,8 @@ class Intake:
         return self.selection.warnings
 
 
-def _decodable(uid: str) -> bool:
+def decodable(uid: str) -> bool:
+    """Whether this installation can decode pixel data in transfer syntax ``uid``."""
     try:
         return bool(get_decoder(UID(uid)).is_available)
     except NotImplementedError:
@@ -57,7 +58,7 @@ def select_series(paths: Sequence[Path], settings: Settings) -> Intake:
             f"The selected series has {len(instances)} images (limit {settings.max_slices})."
         )
     syntaxes = {i.transfer_syntax_uid for i in instances}
-    refused = sorted(s for s in syntaxes if not _decodable(s))
+    refused = sorted(s for s in syntaxes if not decodable(s))
     if refused:
         names = ", ".join(f"{UID(s).name} ({s})" for s in refused)
         raise UnsupportedTransferSyntaxError(

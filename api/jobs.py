@@ -34,6 +34,13 @@ def utc(moment: datetime | None) -> datetime | None:
 
 
 UNFINISHED = (Status.RECEIVING.value, Status.QUEUED.value, Status.RUNNING.value)
+PENDING = "pending"
+FOLLOW_UPS = (analyses.c.outputs, analyses.c.webhook, analyses.c.notified, analyses.c.returned)
+"""What a done analysis may still owe: DICOM objects, webhook, positive notice, send-back."""
+
+
+def follow_ups_due(row: Row) -> bool:
+    return any(getattr(row, column.name) == PENDING for column in FOLLOW_UPS)
 
 
 class JobStore:
@@ -190,11 +197,7 @@ class JobStore:
         query = (
             select(analyses)
             .where(
-                or_(
-                    analyses.c.status.in_(UNFINISHED),
-                    analyses.c.outputs == Outputs.PENDING.value,
-                    analyses.c.webhook == "pending",
-                ),
+                or_(analyses.c.status.in_(UNFINISHED), *(c == PENDING for c in FOLLOW_UPS)),
                 or_(ownerless, analyses.c.owner == self.replica) if own else ownerless,
             )
             .order_by(analyses.c.created)

@@ -114,6 +114,26 @@ def token_client(engine: Engine, subject: str, scopes: frozenset[str]) -> Client
     return Client(row.id, row.name, scopes, row.webhook_secret)
 
 
+def client_named(engine: Engine, name: str) -> str:
+    """The id of the newest unrevoked client called ``name`` (``ich keys create NAME``).
+
+    Raises:
+        LookupError: there is none.
+    """
+    with engine.connect() as db:
+        found = db.execute(
+            select(clients.c.id)
+            .where(clients.c.name == name, clients.c.revoked.is_(None))
+            .order_by(clients.c.created.desc())
+        ).first()
+    if found is None:
+        raise LookupError(
+            f"No API client named {name!r} to own received studies: create it with "
+            f"`ich keys create {name}` or set ICH_DICOM_CLIENT to an existing one."
+        )
+    return str(found.id)
+
+
 def list_keys(engine: Engine) -> list[dict[str, object]]:
     with engine.connect() as db:
         rows = db.execute(select(clients).order_by(clients.c.created)).all()

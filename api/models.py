@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ich.schema import ExamResult, IngestionWarning, ModelInfo
+from ich.schema import ClassFinding, ExamResult, IngestionWarning, ModelInfo
 
 
 class Status(StrEnum):
@@ -170,3 +170,28 @@ class Analysis(BaseModel):
 
 class AnalysisList(BaseModel):
     analyses: list[Analysis]
+
+
+class WorklistItem(BaseModel):
+    """One study of the triage worklist: where it stands and what was found."""
+
+    id: str
+    group: str = Field(description="positive, pending, failed or negative (the reading order).")
+    status: Status
+    source: str
+    created: datetime
+    finished: datetime | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    any_ich_flagged: bool | None = None
+    any_ich_probability: float | None = None
+    total_volume_ml: float | None = Field(None, description="All hemorrhages, every class.")
+    classes: list[ClassFinding] = Field(
+        default_factory=list, description="Flag, probability and volume of each class."
+    )
+    problem: str | None = Field(None, description="Why it could not be analysed.")
+    link: str
+
+
+class Worklist(BaseModel):
+    studies: list[WorklistItem]

@@ -31,7 +31,8 @@ class Replica:
     settings: Settings
     store: JobStore
     workers: Workers
-    assembler: Assembler
+    assemblers: dict[str, Assembler]
+    """By source: where a receiving analysis left by a restart is completed."""
     task: asyncio.Task[None] | None = field(default=None)
 
     async def start(self) -> None:
@@ -67,7 +68,7 @@ class Replica:
     def _run(self, rows: list[Row], verb: str) -> None:
         for row in rows:
             if row.status == Status.RECEIVING.value:
-                self.assembler.resume(row.id)
+                self.assemblers.get(row.source, self.assemblers["stow"]).resume(row.id)
             else:
                 self.workers.resume(row)
         if rows:

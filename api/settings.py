@@ -67,6 +67,32 @@ class Settings(BaseModel):
         5.0, ge=0, description="A STOW-RS study is complete this long after its last instance."
     )
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 429 and 503.")
+    dicom_port: int | None = Field(
+        None, ge=1, le=65535, description="Port of the DICOM C-STORE receiver; off if unset."
+    )
+    dicom_host: str = Field("127.0.0.1", description="Address the DICOM receiver listens on.")
+    dicom_ae_title: str = Field("ICH_TRIAGE", min_length=1, max_length=16)
+    dicom_allowed_aes: tuple[str, ...] = Field(
+        (), description="Calling AE titles the receiver accepts (any if empty)."
+    )
+    dicom_client: str = Field(
+        "local", description="The API client (``ich keys create NAME``) owning received studies."
+    )
+    dicom_quiet_s: float = Field(
+        10.0, ge=0, description="A received study is complete this long after its last instance."
+    )
+    dicom_max_associations: int = Field(8, ge=1, description="Associations at once.")
+    dicom_min_free_bytes: int = Field(
+        1 << 30, ge=0, description="Instances are refused (out of resources) below this free space."
+    )
+    dicom_destination: str | None = Field(
+        None,
+        pattern=r"^[^@]{1,16}@[^:]+:\d+$",
+        description="AE@host:port that receives the SEG and SR of each received study.",
+    )
+    positive_webhook_url: str | None = Field(
+        None, description="Notified (signed, no patient names) of every positive study."
+    )
 
     @model_validator(mode="after")
     def _tokens_are_bound(self) -> Settings:

@@ -1,6 +1,6 @@
-"""DICOMweb STOW-RS intake: instances arrive in any number of requests; a study's analysis
-is queued once no instance of it has arrived for ``stow_quiet_s`` seconds and no store request
-of its client is still streaming.
+"""Study assembly for instances that arrive one by one, over DICOMweb STOW-RS or DICOM C-STORE:
+a study's analysis is queued once no instance of it has arrived for a quiet period
+(``stow_quiet_s``, ``dicom_quiet_s``) and no store request of its client is still streaming.
 
 Each (client, study) gets an analysis in status ``receiving`` when its first instance lands, so
 the store response can already point at it; a restart queues whatever was still receiving.
@@ -65,6 +65,10 @@ class Assembler:
     settings: Settings
     store: JobStore
     workers: Workers
+    source: str = "stow"
+    """How the analyses it makes arrived: ``stow`` (DICOMweb) or ``dimse`` (C-STORE)."""
+    quiet_s: float | None = None
+    """Quiet period; ``stow_quiet_s`` unless given."""
     studies: dict[tuple[str, str], _Open] = field(default_factory=dict)
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     streaming: Counter[str] = field(default_factory=Counter)
@@ -118,7 +122,7 @@ class Assembler:
         key = (client_id, study)
         if key not in self.studies:
             self.workers.admit()
-            row, _ = self.store.create(client_id, "stow", Status.RECEIVING)
+            row, _ = self.store.create(client_id, self.source, Status.RECEIVING)
             self.studies[key] = _Open(row.id, client_id)
             log.info("study %s receiving as analysis %s", uid_digest(study), row.id)
         return self.studies[key]
@@ -128,7 +132,9 @@ class Assembler:
             self.timers[analysis_id].cancel()
         loop = asyncio.get_running_loop()
         self.timers[analysis_id] = loop.call_later(
-            self.settings.stow_quiet_s, self._complete, analysis_id
+            self.settings.stow_quiet_s if self.quiet_s is None else self.quiet_s,
+            self._complete,
+            analysis_id,
         )
 
     def _complete(self, analysis_id: str) -> None:

@@ -25,12 +25,13 @@ from sqlalchemy import Row
 
 from api.inference import Inference
 from api.intake import select_series
-from api.jobs import JobStore, as_analysis, now, utc
+from api.jobs import PENDING, JobStore, as_analysis, follow_ups_due, now, utc
 from api.keys import client_secret
 from api.metrics import Metrics
 from api.models import Outputs, Status
-from api.outputs import LABEL_FILE, write_outputs
+from api.outputs import LABEL_FILE, SEG_FILE, SR_FILE, write_outputs
 from api.problems import ProblemError, of_error, problem
+from api.sender import DeliveryError, send_objects
 from api.settings import Settings
 from api.webhooks import check_callback, deliver
 from ich.errors import IchError
@@ -223,6 +224,7 @@ class Workers:
             "inference_s": round(inferred - selected, 4),
             "total_s": round(queued_s + inferred - started, 4),
         }
+        notify = bool(self.settings.positive_webhook_url) and result.any_ich_flagged
         recorded = self.store.finish(
             analysis_id,
             status=Status.DONE.value,
@@ -232,6 +234,8 @@ class Workers:
             study_digest=uid_digest(result.study_uid),
             outputs=Outputs.PENDING.value,
             webhook="pending" if row.callback_url else "none",
+            notified=PENDING if notify else None,
+            returned=PENDING if self.settings.dicom_destination and row.source == "dimse" else None,
         )
         if not recorded:  # deleted (or taken over) while it ran
             self._lost(analysis_id)
@@ -250,10 +254,8 @@ class Workers:
         """Not runnable: gone, another replica's, or finished by a former owner just before
         this replica took it over (then its DICOM objects or webhook may still be due)."""
         row = self.store.get(analysis_id)
-        pending = row is not None and (
-            row.outputs == Outputs.PENDING.value or row.webhook == "pending"
-        )
-        return Outcome.FINISHED if pending and row.owner == self.store.replica else Outcome.GONE
+        mine = row is not None and row.owner == self.store.replica
+        return Outcome.FINISHED if mine and follow_ups_due(row) else Outcome.GONE
 
     def _count(self, result: ExamResult, timings: dict[str, float]) -> None:
         self.metrics.analyses.labels("done").inc()
@@ -293,13 +295,22 @@ class Workers:
             shutil.rmtree(self.spool(analysis_id), ignore_errors=True)
 
     async def _follow_up(self, analysis_id: str) -> None:
-        """DICOM SEG, SR and overlays of a done analysis, then its webhook, each if pending."""
+        """What a done analysis owes, each if pending: its DICOM SEG, SR and overlays, its
+        webhook, the positive-study notice, and the SEG and SR sent back over DICOM."""
         row = self.store.get(analysis_id)
         if row is not None and row.outputs == Outputs.PENDING.value:
             await asyncio.to_thread(self._outputs, row)
             row = self.store.get(analysis_id)
-        if row is not None and row.webhook == "pending":
-            await self._webhook(row)
+        if row is not None and row.webhook == PENDING:
+            delivered = await self._deliver(row, row.callback_url, f"analysis.{row.status}")
+            self.store.update(row.id, webhook="delivered" if delivered else "failed")
+        if row is not None and row.notified == PENDING:
+            url = self.settings.positive_webhook_url
+            delivered = bool(url) and await self._deliver(row, url, "analysis.positive")
+            self.store.update(row.id, notified="delivered" if delivered else "failed")
+        if row is not None and row.returned == PENDING:
+            sent = await asyncio.to_thread(self._return, row)
+            self.store.update(row.id, returned="sent" if sent else "failed")
 
     def _outputs(self, row: Row) -> None:
         state = Outputs.READY
@@ -315,24 +326,39 @@ class Workers:
             return
         self._retire_spool(row.id)
 
-    async def _webhook(self, row: Row) -> None:
-        analysis = as_analysis(row)
-        body = analysis.model_dump_json().encode()
+    async def _deliver(self, row: Row, url: str | None, event: str) -> bool:
+        """POST the analysis (no patient names: it holds none), signed with its client's
+        secret, with retries; False when it could not be delivered."""
+        body = as_analysis(row).model_dump_json().encode()
         try:
-            check_callback(row.callback_url, self.settings.webhook_allow_loopback)
+            check_callback(url or "", self.settings.webhook_allow_loopback)
             delivered = await deliver(
-                row.callback_url,
+                url or "",
                 client_secret(self.store.engine, row.client_id),
-                f"analysis.{analysis.status.value}",
+                event,
                 body,
                 self.settings.webhook_attempts,
                 self.settings.webhook_backoff_s,
                 self.settings.webhook_timeout_s,
             )
         except ProblemError as refused:
-            log.warning("webhook of analysis %s refused: %s", row.id, refused.message)
+            log.warning("%s of analysis %s refused: %s", event, row.id, refused.message)
             delivered = False
         outcome = "delivered" if delivered else "failed"
         self.metrics.webhooks.labels(outcome).inc()
-        self.store.update(analysis.id, webhook=outcome)
-        self.store.audit(row.client_id, f"webhook-{outcome}", analysis.id)
+        self.store.audit(row.client_id, f"webhook-{outcome}", row.id, event)
+        return delivered
+
+    def _return(self, row: Row) -> bool:
+        """C-STORE the SEG and SR to the DICOM destination; False when it refused."""
+        folder = self.results(row.id)
+        try:
+            send_objects(
+                [folder / SEG_FILE, folder / SR_FILE],
+                self.settings.dicom_destination or "",
+                self.settings.dicom_ae_title,
+            )
+        except (DeliveryError, OSError) as error:
+            log.warning("SEG/SR of analysis %s not sent back: %s", row.id, error)
+            return False
+        return True

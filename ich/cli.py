@@ -636,6 +636,17 @@ def triton_command(
         server.stop()
 
 
+DicomPort = Annotated[
+    int | None,
+    typer.Option(help="Also receive studies by DICOM C-STORE on this port (ICH_DICOM_PORT)."),
+]
+AeTitle = Annotated[str | None, typer.Option(help="The receiver's AE title (ICH_DICOM_AE_TITLE).")]
+CallingAes = Annotated[
+    list[str] | None,
+    typer.Option("--allow", help="A calling AE title to accept (repeat; default any)."),
+]
+
+
 @app.command("serve")
 def serve_command(
     host: Annotated[str, typer.Option(help="Address the gateway binds.")] = "127.0.0.1",
@@ -647,17 +658,57 @@ def serve_command(
     example: Annotated[
         Path | None, typer.Option(help="Study folder named in the examples.")
     ] = None,
+    dicom_port: DicomPort = None,
+    ae_title: AeTitle = None,
+    allow: CallingAes = None,
 ) -> None:
-    """Run Triton, the REST gateway and its database (SQLite, or DATABASE_URL) until Ctrl-C."""
+    """Run Triton, the REST gateway and its database (SQLite, or DATABASE_URL) until Ctrl-C;
+    with --dicom-port, the DICOM receiver too."""
+    _serve(host, port, triton, repository, example, dicom_port, ae_title, allow)
+
+
+@app.command("receive")
+def receive_command(
+    dicom_port: Annotated[int, typer.Option(help="C-STORE port (ICH_DICOM_PORT).")] = 11112,
+    ae_title: AeTitle = None,
+    allow: CallingAes = None,
+    host: Annotated[str, typer.Option(help="Address the gateway's REST API binds.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="REST port: worklist and results.")] = 8000,
+    triton: Annotated[
+        bool, typer.Option(help="Start Triton here (else use ICH_TRITON_URL).")
+    ] = True,
+) -> None:
+    """Receive studies from PACS (DICOM C-STORE on 127.0.0.1 unless ICH_DICOM_HOST), analyse
+    each complete study unattended; results, worklist and SEG/SR over the REST API."""
+    _serve(host, port, triton, None, None, dicom_port, ae_title, allow)
+
+
+def _serve(
+    host: str,
+    port: int,
+    triton: bool,
+    repository: Path | None,
+    example: Path | None,
+    dicom_port: int | None,
+    ae_title: str | None,
+    allow: list[str] | None,
+) -> None:
     import signal
 
     from api.serve import serve
     from api.settings import Settings
 
+    overrides: dict[str, object] = {}
+    if dicom_port is not None:
+        overrides["dicom_port"] = dicom_port
+    if ae_title:
+        overrides["dicom_ae_title"] = ae_title
+    if allow:
+        overrides["dicom_allowed_aes"] = tuple(allow)
     for stop_signal in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop_signal, _interrupt)
     try:
-        serve(Settings.from_env(), host, port, triton, repository, example)
+        serve(Settings.from_env(**overrides), host, port, triton, repository, example)
     except KeyboardInterrupt:
         console.print("stopped")
     except IchError as exc:

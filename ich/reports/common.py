@@ -61,12 +61,20 @@ def check_sources(sources: Sequence[Dataset], series_uid: str) -> None:
         raise ReportInputError("The source images are not all of the analysed series.")
 
 
-def with_patient_and_study(sources: Sequence[Dataset]) -> list[Dataset]:
-    """``sources`` with the first one copied and its missing type 2 patient and study
-    attributes added empty: highdicom copies them from there and fails on a missing one, as
-    some scanners (and Enhanced CT writers) leave them out. The callers' datasets are kept."""
+def with_required_attributes(sources: Sequence[Dataset]) -> list[Dataset]:
+    """``sources`` completed where highdicom requires what some files lack, on shallow copies
+    (the callers' datasets are kept): type 2 patient and study attributes of the first image,
+    which highdicom copies (some scanners and Enhanced CT writers leave them out), added empty;
+    and a Frame of Reference UID, which a CT SEG needs and anonymised exports drop, derived from
+    the series UID on every image, the same for every object made of the series."""
     first = Dataset(dict(sources[0].items()))
     for keyword in _TYPE2:
         if keyword not in first:
             setattr(first, keyword, "")
-    return [first, *sources[1:]]
+    completed = [first, *sources[1:]]
+    if any("FrameOfReferenceUID" not in image for image in completed):
+        frame = generate_uid(entropy_srcs=[str(first.SeriesInstanceUID), "FrameOfReferenceUID"])
+        completed = [Dataset(dict(image.items())) for image in completed]
+        for image in completed:
+            image.FrameOfReferenceUID = frame
+    return completed

@@ -27,7 +27,7 @@ from ich.reports.common import (
     ReportInputError,
     check_sources,
     unverified_note,
-    with_patient_and_study,
+    with_required_attributes,
 )
 from ich.schema import HemorrhageClass, ModelInfo
 
@@ -154,7 +154,7 @@ def segmentation(
         # per image and segment; every source image is still referenced.
         pixels, positions = pixels[:1], [_first_plane(sources[0])]
     return hd.seg.Segmentation(
-        source_images=with_patient_and_study(sources),
+        source_images=with_required_attributes(sources),
         pixel_array=pixels,
         plane_positions=positions,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,

@@ -26,7 +26,7 @@ from ich.reports.common import (
     check_sources,
     device_uid,
     unverified_note,
-    with_patient_and_study,
+    with_required_attributes,
 )
 from ich.schema import ExamResult, Hemorrhage, HemorrhageClass, ModelInfo
 
@@ -217,7 +217,7 @@ def measurement_report(
         procedure_reported=codes.SCT.ComputedTomographyOfHead,
         imaging_measurements=groups,
     )
-    evidence = with_patient_and_study(sources) + ([] if seg is None else [seg])
+    evidence = with_required_attributes(sources) + ([] if seg is None else [seg])
     return hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=report[0],

@@ -221,3 +221,16 @@ def test_waiting_past_the_timeout_raises_with_the_analysis(client: Client, study
     assert late.value.analysis.id == queued.id and seen
     done = queued.wait(timeout=120, watch=lambda a: seen.append(a.status))
     assert done.status is Status.DONE and seen[-1] is Status.DONE
+
+
+def test_the_worklist_lists_this_clients_studies_in_reading_order(
+    gateway: GatewayProcess, issued: IssuedKey, study: Path
+) -> None:
+    with Client(gateway.url, api_key=issued.key) as sdk:
+        done = sdk.analyze(study)
+        entries = sdk.worklist(hours=1)
+    assert entries[0].id == done.id and entries[0].group == "positive"
+    assert entries[0].any_ich_probability == done.result.any_ich_probability
+    assert [c.total_volume_ml for c in entries[0].classes] == [
+        c.total_volume_ml for c in done.result.classes
+    ]

@@ -356,6 +356,23 @@ def test_a_negative_study_still_gives_a_valid_seg_and_sr(analysed: Study) -> Non
     assert evaluations == [codes.DCM.Absent] * 4
 
 
+def test_images_without_a_frame_of_reference_still_get_a_seg_and_sr(analysed: Study) -> None:
+    """Anonymised exports (CQ500 among them) drop the Frame of Reference UID, which a CT SEG
+    needs: one is derived from the series, the same in the SEG and the SR."""
+    sent = analysed.encodings["as acquired"]
+    headers = [copy.deepcopy(h) for h in sent.headers]
+    for header in headers:
+        del header.FrameOfReferenceUID
+    seg = _reread(segmentation(sent.volume, analysed.label, headers, MODEL))
+    sr = measurement_report(analysed.result, headers, MODEL, seg)
+    assert (
+        seg.FrameOfReferenceUID
+        == segmentation(sent.volume, analysed.label, headers, MODEL).FrameOfReferenceUID
+    )
+    assert _per_source(hd.seg.Segmentation.from_dataset(seg), headers).any()
+    assert sr.SOPClassUID and all("FrameOfReferenceUID" not in h for h in headers)
+
+
 def test_reports_refuse_inputs_that_do_not_belong_together(analysed: Study) -> None:
     sent = analysed.encodings["as acquired"]
     with pytest.raises(ReportInputError, match="not on the analysed grid"):

@@ -39,6 +39,7 @@ from ich_client.models import (
     SizeStratum,
     SliceDetection,
     Status,
+    WorklistItem,
 )
 from ich_client.retries import Retries
 from ich_client.webhooks import WebhookEvent, parse_webhook, verify_signature
@@ -74,6 +75,7 @@ __all__ = [
     "WaitTimeoutError",
     "WebhookEvent",
     "WebhookVerificationError",
+    "WorklistItem",
     "parse_webhook",
     "verify_signature",
 ]

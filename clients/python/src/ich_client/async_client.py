@@ -21,7 +21,7 @@ from pydantic import PrivateAttr
 from ich_client import calls
 from ich_client.calls import Call, Poll, Watcher
 from ich_client.config import DEFAULT_WAIT_S, client_options
-from ich_client.models import AnalysisRecord, Health
+from ich_client.models import AnalysisRecord, Health, WorklistItem
 from ich_client.retries import Attempts, Retries
 from ich_client.uploads import Progress, StudySource, prepare
 
@@ -135,6 +135,12 @@ class AsyncClient:
     async def list(self, limit: int = 50) -> list[AsyncAnalysis]:
         answer = (await self._send(calls.listing(limit))).json()
         return [self._bind(item) for item in answer["analyses"]]
+
+    async def worklist(self, hours: float = 24, limit: int = 100) -> list[WorklistItem]:
+        """This client's studies of the last ``hours`` in reading order: positive first (by
+        probability, then volume), then those still running, failed, negative."""
+        answer = (await self._send(calls.worklist(hours, limit))).json()
+        return [WorklistItem.model_validate(item) for item in answer["studies"]]
 
     async def delete(self, analysis: AnalysisRecord | str) -> None:
         await self._send(calls.delete(analysis))

@@ -85,6 +85,10 @@ def listing(limit: int) -> Call:
     return Call("GET", "/v1/analyses", {"limit": limit})
 
 
+def worklist(hours: float, limit: int) -> Call:
+    return Call("GET", "/v1/worklist", {"hours": hours, "limit": limit})
+
+
 def delete(analysis: AnalysisRecord | str) -> Call:
     return Call("DELETE", f"/v1/analyses/{analysis_id(analysis)}")
 

@@ -17,7 +17,7 @@ from pydantic import PrivateAttr
 from ich_client import calls
 from ich_client.calls import Call, Poll, Watcher
 from ich_client.config import DEFAULT_WAIT_S, client_options
-from ich_client.models import AnalysisRecord, Health
+from ich_client.models import AnalysisRecord, Health, WorklistItem
 from ich_client.retries import Attempts, Retries
 from ich_client.uploads import Progress, StudySource, prepare
 
@@ -164,6 +164,12 @@ class Client:
         """This client's analyses, newest first."""
         answer = self._send(calls.listing(limit)).json()
         return [self._bind(item) for item in answer["analyses"]]
+
+    def worklist(self, hours: float = 24, limit: int = 100) -> list[WorklistItem]:
+        """This client's studies of the last ``hours`` in reading order: positive first (by
+        probability, then volume), then those still running, failed, negative."""
+        answer = (self._send(calls.worklist(hours, limit))).json()
+        return [WorklistItem.model_validate(item) for item in answer["studies"]]
 
     def delete(self, analysis: AnalysisRecord | str) -> None:
         """Remove the analysis and everything the gateway kept of it."""

@@ -194,6 +194,27 @@ class AnalysisRecord(BaseModel):
         return self.status in (Status.DONE, Status.FAILED)
 
 
+class WorklistItem(BaseModel):
+    """One study of the triage worklist (``Client.worklist``): where it stands, what was found.
+
+    ``group`` is the reading order: positive, pending, failed, negative."""
+
+    id: str
+    group: str
+    status: Status
+    source: str
+    created: datetime
+    finished: datetime | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    any_ich_flagged: bool | None = None
+    any_ich_probability: float | None = None
+    total_volume_ml: float | None = None
+    classes: list[ClassFinding] = Field(default_factory=list)
+    problem: str | None = None
+    link: str
+
+
 class Health(_Frozen):
     """``/healthz`` and ``/readyz`` together."""
 
