@@ -28,6 +28,7 @@ from api.keys import client_named
 from api.logs import request_id
 from api.metrics import Metrics
 from api.problems import of_error, problem, response
+from api.puller import Puller
 from api.receiver import Receiver
 from api.replicas import Replica
 from api.routes import analyses, dicomweb, service, worklist
@@ -78,19 +79,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         received = Assembler(settings, store, workers, "dimse", settings.dicom_quiet_s)
         replica = Replica(settings, store, workers, {"stow": assembler, "dimse": received})
-        receiver = None
-        if settings.dicom_port is not None:
+        receiver = puller = None
+        if settings.dicom_port is not None or settings.dicomweb_url:
             owner = client_named(engine, settings.dicom_client)
-            receiver = Receiver(settings, received, owner, asyncio.get_running_loop())
+            if settings.dicom_port is not None:
+                receiver = Receiver(settings, received, owner, asyncio.get_running_loop())
+            if settings.dicomweb_url:
+                puller = Puller(settings, store, workers, owner)
         await workers.start()
         await replica.start()
         if receiver is not None:
             receiver.start()
+        if puller is not None:
+            puller.start()
         try:
             yield
         finally:
             if receiver is not None:
                 receiver.stop()
+            if puller is not None:
+                await puller.stop()
             await replica.stop()
             for each in (assembler, received):
                 await each.stop()

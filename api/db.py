@@ -83,6 +83,15 @@ replicas = Table(
     Column("heartbeat", DateTime(timezone=True), nullable=False),
 )
 
+pulled = Table(
+    "pulled",
+    metadata,
+    Column("study_uid", String(64), primary_key=True),
+    Column("analysis_id", String(36)),
+    Column("time", DateTime(timezone=True), nullable=False),
+)
+"""Studies fetched from the DICOMweb server: each once, by whichever replica claims it first."""
+
 audit = Table(
     "audit",
     metadata,

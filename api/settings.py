@@ -90,6 +90,19 @@ class Settings(BaseModel):
         pattern=r"^[^@]{1,16}@[^:]+:\d+$",
         description="AE@host:port that receives the SEG and SR of each received study.",
     )
+    dicomweb_url: str | None = Field(
+        None, description="QIDO-RS/WADO-RS base URL polled for new head CT studies; off if unset."
+    )
+    dicomweb_token: str | None = Field(None, description="Bearer token for the DICOMweb server.")
+    dicomweb_poll_s: float = Field(60.0, gt=0, description="Seconds between DICOMweb polls.")
+    dicomweb_lookback_days: int = Field(
+        1, ge=0, description="Studies dated this many days back (and today) are considered."
+    )
+    dicomweb_head_pattern: str = Field(
+        r"(?i)\b(head|brain|cranial|cranium|skull|neuro|ich)\b",
+        description="A study is a head CT when its or a series' description or body part "
+        "matches this.",
+    )
     positive_webhook_url: str | None = Field(
         None, description="Notified (signed, no patient names) of every positive study."
     )
