@@ -95,8 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            if receiver is not None:
-                receiver.stop()
+            if receiver is not None:  # its handlers may wait on this loop meanwhile
+                await asyncio.to_thread(receiver.stop)
             if puller is not None:
                 await puller.stop()
             await replica.stop()

@@ -233,27 +233,25 @@ class JobStore:
         )
 
     def active(self) -> int:
-        """This replica's analyses accepted and not finished (its queue's depth)."""
+        """This replica's analyses accepted and not finished (its queue's depth), studies
+        still receiving instances included: each holds spool space and will be queued."""
         with self.engine.connect() as db:
             return int(
                 db.execute(
                     select(func.count()).where(
-                        analyses.c.status.in_([Status.QUEUED.value, Status.RUNNING.value]),
+                        analyses.c.status.in_(UNFINISHED),
                         analyses.c.owner == self.replica,
                     )
                 ).scalar_one()
             )
 
-    def listing(self, client_id: str, limit: int) -> list[Row]:
+    def listing(self, client_id: str, limit: int, since: datetime | None = None) -> list[Row]:
+        """This client's analyses, newest first (those created since ``since``)."""
+        query = select(analyses).where(analyses.c.client_id == client_id)
+        if since is not None:
+            query = query.where(analyses.c.created >= since)
         with self.engine.connect() as db:
-            return list(
-                db.execute(
-                    select(analyses)
-                    .where(analyses.c.client_id == client_id)
-                    .order_by(analyses.c.created.desc())
-                    .limit(limit)
-                ).all()
-            )
+            return list(db.execute(query.order_by(analyses.c.created.desc()).limit(limit)).all())
 
     def delete(self, analysis_id: str) -> None:
         with self.engine.begin() as db:

@@ -153,7 +153,10 @@ class Analysis(BaseModel):
 
     id: str
     status: Status
-    source: str = Field(description="upload (POST /v1/analyses) or stow (DICOMweb).")
+    source: str = Field(
+        description="upload (POST /v1/analyses), stow (DICOMweb STOW-RS), dimse (DICOM "
+        "C-STORE) or dicomweb (pulled by QIDO-RS/WADO-RS)."
+    )
     created: datetime
     started: datetime | None = None
     finished: datetime | None = None

@@ -1,12 +1,12 @@
 """The DICOM C-STORE receiver (pynetdicom) that PACS and modalities push studies to.
 
-It accepts CT Image Storage and Enhanced CT Image Storage in every transfer syntax
-the gateway can decode, and Verification (C-ECHO). Each instance is written to disk as it
-arrives (never held whole in memory) and filed under its study by the same assembler as
-STOW-RS, so a study is analysed ``dicom_quiet_s`` after its last instance, as a job of the job
-store like any upload. A full disk, a full queue or a study over the file limit is refused
-with "Out of resources" (0xA700); an instance that is not readable DICOM with "Cannot
-understand" (0xC000). Associations from calling AE titles not allowed are rejected.
+It accepts CT Image Storage and Enhanced CT Image Storage in every transfer syntax the gateway
+can decode, and Verification (C-ECHO). Each instance is written to disk as its fragments arrive
+(pynetdicom's chunked receive: never held whole in memory) and filed under its study by the
+same assembler as STOW-RS, so a study is analysed ``dicom_quiet_s`` after its last instance,
+as a job of the job store like any upload. A full disk, a full queue or a study over the file
+limit is refused with "Out of resources" (0xA700); an instance that is not readable DICOM with
+"Cannot understand" (0xC000). Associations from calling AE titles not allowed are rejected.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.uid import AllTransferSyntaxes
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.events import Event
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
@@ -40,6 +40,7 @@ SUCCESS = 0x0000
 STORE_TIMEOUT_S = 60.0
 """Longest wait for the assembler to file one instance before answering out of resources."""
 TRANSFER_SYNTAXES = [uid for uid in AllTransferSyntaxes if decodable(uid)]
+_config.STORE_RECV_CHUNKED_DATASET = True  # instances go to a file, not memory
 
 
 @dataclass
@@ -72,27 +73,35 @@ class Receiver:
         log.info("DICOM receiver %s on %s:%d", ae.ae_title, *self.server.server_address[:2])
 
     def stop(self) -> None:
+        """Stop listening and abort associations still open (their senders retry the
+        instances not acknowledged); blocking, so call it off the event loop."""
         if self.server is not None:
             self.server.shutdown()
+            for association in self.server.active_associations:
+                association.abort()
 
     def _store(self, event: Event) -> int:
         """One instance: to disk, then to its study; the DIMSE status of the outcome."""
+        self.staging.mkdir(parents=True, exist_ok=True)  # a sweep may have removed it
         free = shutil.disk_usage(self.staging).free
         if free < self.settings.dicom_min_free_bytes:
             log.warning("refused an instance: %d bytes free on the spool", free)
             return OUT_OF_RESOURCES
         path = self.staging / f"{uuid.uuid4().hex}.dcm"
         try:
-            with path.open("wb") as out:
-                out.write(event.encoded_dataset())
+            shutil.move(event.dataset_path, path)
             filed = asyncio.run_coroutine_threadsafe(
                 self.assembler.add(self.client_id, [path]), self.loop
             )
-            (outcome,) = filed.result(STORE_TIMEOUT_S)
+            try:
+                (outcome,) = filed.result(STORE_TIMEOUT_S)
+            except FutureTimeout:
+                filed.cancel()
+                raise
         except ProblemError as refused:  # queue full
             log.warning("refused an instance: %s", refused.code)
             return OUT_OF_RESOURCES
-        except (OSError, FutureTimeout):
+        except (OSError, RuntimeError, FutureTimeout):  # RuntimeError: the loop is closing
             log.exception("could not store an instance")
             return OUT_OF_RESOURCES
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
 STORED = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
@@ -13,26 +14,33 @@ STORED = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
 
 
 class DeliveryError(RuntimeError):
-    """The destination AE refused the association or an object."""
+    """The destination AE refused the association, a SOP class or an object."""
 
 
 def send_objects(files: list[Path], destination: str, calling_ae: str) -> None:
-    """C-STORE ``files`` to ``destination`` (``AE@host:port``) in one association.
+    """C-STORE ``files`` to ``destination`` (``AE@host:port``) in one association, offering
+    each object's own transfer syntax and the two uncompressed ones.
 
     Raises:
-        DeliveryError: the association or an object was refused.
+        DeliveryError: the association, a SOP class or an object was refused.
     """
     called, _, address = destination.partition("@")
     host, _, port = address.rpartition(":")
     datasets = [dcmread(path) for path in files]
     ae = AE(ae_title=calling_ae)
     for dataset in datasets:
-        ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+        syntaxes = {dataset.file_meta.TransferSyntaxUID, ExplicitVRLittleEndian}
+        ae.add_requested_context(dataset.SOPClassUID, [*syntaxes, ImplicitVRLittleEndian])
     association = ae.associate(host, int(port), ae_title=called)
     if not association.is_established:
         raise DeliveryError(f"{destination} did not accept an association from {calling_ae}.")
     try:
+        accepted = {c.abstract_syntax for c in association.accepted_contexts}
         for dataset in datasets:
+            if dataset.SOPClassUID not in accepted:
+                raise DeliveryError(
+                    f"{destination} does not accept {dataset.SOPClassUID.name} objects."
+                )
             status = association.send_c_store(dataset)
             code = getattr(status, "Status", None)
             if code is None or code not in STORED:

@@ -79,7 +79,7 @@ class Settings(BaseModel):
         "local", description="The API client (``ich keys create NAME``) owning received studies."
     )
     dicom_quiet_s: float = Field(
-        10.0, ge=0, description="A received study is complete this long after its last instance."
+        10.0, gt=0, description="A received study is complete this long after its last instance."
     )
     dicom_max_associations: int = Field(8, ge=1, description="Associations at once.")
     dicom_min_free_bytes: int = Field(
@@ -104,8 +104,20 @@ class Settings(BaseModel):
         "matches this.",
     )
     positive_webhook_url: str | None = Field(
-        None, description="Notified (signed, no patient names) of every positive study."
+        None, description="Notified (signed, no patient data) of every positive study."
     )
+    positive_webhook_secret: str | None = Field(
+        None, min_length=16, description="Signs the positive-study notices (ICH-Signature)."
+    )
+
+    @model_validator(mode="after")
+    def _notices_are_signed(self) -> Settings:
+        if self.positive_webhook_url and not self.positive_webhook_secret:
+            raise ValueError(
+                "ICH_POSITIVE_WEBHOOK_URL needs ICH_POSITIVE_WEBHOOK_SECRET (16 characters or "
+                "more): the receiver checks each notice's signature with it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tokens_are_bound(self) -> Settings:

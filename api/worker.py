@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import time
@@ -28,7 +29,7 @@ from api.intake import select_series
 from api.jobs import PENDING, JobStore, as_analysis, follow_ups_due, now, utc
 from api.keys import client_secret
 from api.metrics import Metrics
-from api.models import Outputs, Status
+from api.models import Analysis, Outputs, Status
 from api.outputs import LABEL_FILE, SEG_FILE, SR_FILE, write_outputs
 from api.problems import ProblemError, of_error, problem
 from api.sender import DeliveryError, send_objects
@@ -46,6 +47,32 @@ WAIT_POLL_S = 1.0
 """How often a synchronous request rereads an analysis another replica runs."""
 SWEEP_AGE_S = 3600.0
 """Files without an analysis this old are swept at start even while other replicas run."""
+
+
+def positive_notice(analysis: Analysis) -> bytes:
+    """What the positive-study hook carries: where to read the analysis and what was found
+    (UIDs, flags, probabilities, volumes), nothing about the patient."""
+    result = analysis.result
+    assert result is not None
+    notice = {
+        "event": "analysis.positive",
+        "analysis_id": analysis.id,
+        "link": analysis.links.get("self", ""),
+        "finished": analysis.finished.isoformat() if analysis.finished else None,
+        "study_uid": result.study_uid,
+        "series_uid": result.series_uid,
+        "any_ich_probability": result.any_ich_probability,
+        "classes": [
+            {
+                "hemorrhage_class": c.hemorrhage_class.value,
+                "flagged": c.flagged,
+                "probability": c.probability,
+                "total_volume_ml": c.total_volume_ml,
+            }
+            for c in result.classes
+        ],
+    }
+    return json.dumps(notice).encode()
 
 
 def _last_modified(entry: Path) -> float:
@@ -295,19 +322,31 @@ class Workers:
             shutil.rmtree(self.spool(analysis_id), ignore_errors=True)
 
     async def _follow_up(self, analysis_id: str) -> None:
-        """What a done analysis owes, each if pending: its DICOM SEG, SR and overlays, its
-        webhook, the positive-study notice, and the SEG and SR sent back over DICOM."""
+        """What a done analysis owes, each if pending: the positive-study notice first (it is
+        the triage signal), its DICOM SEG, SR and overlays, its webhook, and the SEG and SR
+        sent back over DICOM."""
         row = self.store.get(analysis_id)
+        if row is not None and row.notified == PENDING:
+            delivered = await self._deliver(
+                row,
+                self.settings.positive_webhook_url,
+                "analysis.positive",
+                positive_notice(as_analysis(row)),
+                self.settings.positive_webhook_secret or "",
+            )
+            self.store.update(row.id, notified="delivered" if delivered else "failed")
         if row is not None and row.outputs == Outputs.PENDING.value:
             await asyncio.to_thread(self._outputs, row)
             row = self.store.get(analysis_id)
         if row is not None and row.webhook == PENDING:
-            delivered = await self._deliver(row, row.callback_url, f"analysis.{row.status}")
+            delivered = await self._deliver(
+                row,
+                row.callback_url,
+                f"analysis.{row.status}",
+                as_analysis(row).model_dump_json().encode(),
+                client_secret(self.store.engine, row.client_id),
+            )
             self.store.update(row.id, webhook="delivered" if delivered else "failed")
-        if row is not None and row.notified == PENDING:
-            url = self.settings.positive_webhook_url
-            delivered = bool(url) and await self._deliver(row, url, "analysis.positive")
-            self.store.update(row.id, notified="delivered" if delivered else "failed")
         if row is not None and row.returned == PENDING:
             sent = await asyncio.to_thread(self._return, row)
             self.store.update(row.id, returned="sent" if sent else "failed")
@@ -326,15 +365,16 @@ class Workers:
             return
         self._retire_spool(row.id)
 
-    async def _deliver(self, row: Row, url: str | None, event: str) -> bool:
-        """POST the analysis (no patient names: it holds none), signed with its client's
-        secret, with retries; False when it could not be delivered."""
-        body = as_analysis(row).model_dump_json().encode()
+    async def _deliver(
+        self, row: Row, url: str | None, event: str, body: bytes, secret: str
+    ) -> bool:
+        """POST ``body`` signed with ``secret``, with retries; False when it could not be
+        delivered."""
         try:
             check_callback(url or "", self.settings.webhook_allow_loopback)
             delivered = await deliver(
                 url or "",
-                client_secret(self.store.engine, row.client_id),
+                secret,
                 event,
                 body,
                 self.settings.webhook_attempts,
@@ -358,7 +398,7 @@ class Workers:
                 self.settings.dicom_destination or "",
                 self.settings.dicom_ae_title,
             )
-        except (DeliveryError, OSError) as error:
+        except (DeliveryError, OSError, ValueError) as error:  # ValueError: pynetdicom refusals
             log.warning("SEG/SR of analysis %s not sent back: %s", row.id, error)
             return False
         return True

@@ -636,6 +636,8 @@ def triton_command(
         server.stop()
 
 
+RECEIVE_PORT = 11112
+"""The registered DICOM port (104 needs root)."""
 DicomPort = Annotated[
     int | None,
     typer.Option(help="Also receive studies by DICOM C-STORE on this port (ICH_DICOM_PORT)."),
@@ -669,7 +671,9 @@ def serve_command(
 
 @app.command("receive")
 def receive_command(
-    dicom_port: Annotated[int, typer.Option(help="C-STORE port (ICH_DICOM_PORT).")] = 11112,
+    dicom_port: Annotated[
+        int | None, typer.Option(help="C-STORE port (default ICH_DICOM_PORT, else 11112).")
+    ] = None,
     ae_title: AeTitle = None,
     allow: CallingAes = None,
     host: Annotated[str, typer.Option(help="Address the gateway's REST API binds.")] = "127.0.0.1",
@@ -680,7 +684,10 @@ def receive_command(
 ) -> None:
     """Receive studies from PACS (DICOM C-STORE on 127.0.0.1 unless ICH_DICOM_HOST), analyse
     each complete study unattended; results, worklist and SEG/SR over the REST API."""
-    _serve(host, port, triton, None, None, dicom_port, ae_title, allow)
+    import os
+
+    port_default = int(os.environ.get("ICH_DICOM_PORT") or RECEIVE_PORT)
+    _serve(host, port, triton, None, None, dicom_port or port_default, ae_title, allow)
 
 
 def _serve(

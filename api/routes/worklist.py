@@ -8,18 +8,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import Row
 
-from api.jobs import as_analysis, now, utc
+from api.jobs import as_analysis, now
 from api.models import Status, Worklist, WorklistItem
 from api.problems import problem_responses
 from api.state import gateway
 
 router = APIRouter(tags=["analyses"])
+WINDOW_LIMIT = 10_000
+"""Most studies of the window ordered at once (a month of a large emergency department)."""
 GROUPS = {"positive": 0, "pending": 1, "failed": 2, "negative": 3}
 """Reading order: suspected bleeds, then studies still running (unknown), then those that could
 not be analysed (someone must look), then negatives."""
 
 
 def item(row: Row) -> WorklistItem:
+    """The worklist entry of an analysis: its group, and its findings when done."""
     analysis = as_analysis(row)
     result = analysis.result
     if result is not None:
@@ -45,6 +48,7 @@ def item(row: Row) -> WorklistItem:
 
 
 def priority(entry: WorklistItem) -> tuple[int, float, float, float]:
+    """Sort key: group, then higher probability, larger volume, newer first."""
     return (
         GROUPS[entry.group],
         -(entry.any_ich_probability or 0.0),
@@ -67,5 +71,5 @@ async def worklist(
     gw = gateway(request)
     client = gw.auth.client(request, "analyses:read")
     since = now() - timedelta(hours=hours)
-    rows = [r for r in gw.store.listing(client.id, limit) if utc(r.created) >= since]
-    return Worklist(studies=sorted((item(r) for r in rows), key=priority))
+    rows = gw.store.listing(client.id, WINDOW_LIMIT, since)  # the whole window, then ordered
+    return Worklist(studies=sorted((item(r) for r in rows), key=priority)[:limit])

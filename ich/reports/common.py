@@ -65,15 +65,21 @@ def with_required_attributes(sources: Sequence[Dataset]) -> list[Dataset]:
     """``sources`` completed where highdicom requires what some files lack, on shallow copies
     (the callers' datasets are kept): type 2 patient and study attributes of the first image,
     which highdicom copies (some scanners and Enhanced CT writers leave them out), added empty;
-    and a Frame of Reference UID, which a CT SEG needs and anonymised exports drop, derived from
-    the series UID on every image, the same for every object made of the series."""
+    and a Frame of Reference UID, which a CT SEG needs and anonymised exports drop, on every
+    image: the one some images have, else one derived from the series UID (the same for every
+    object made of the series)."""
     first = Dataset(dict(sources[0].items()))
     for keyword in _TYPE2:
         if keyword not in first:
             setattr(first, keyword, "")
     completed = [first, *sources[1:]]
     if any("FrameOfReferenceUID" not in image for image in completed):
-        frame = generate_uid(entropy_srcs=[str(first.SeriesInstanceUID), "FrameOfReferenceUID"])
+        known = [i.FrameOfReferenceUID for i in completed if "FrameOfReferenceUID" in i]
+        frame = (
+            known[0]
+            if known
+            else generate_uid(entropy_srcs=[str(first.SeriesInstanceUID), "FrameOfReferenceUID"])
+        )
         completed = [Dataset(dict(image.items())) for image in completed]
         for image in completed:
             image.FrameOfReferenceUID = frame

@@ -31,6 +31,8 @@ class _DicomWeb(BaseHTTPRequestHandler):
     instances: ClassVar[list[tuple[Dataset, bytes]]] = []
     queries: ClassVar[list[dict[str, list[str]]]] = []
     retrieved: ClassVar[list[str]] = []
+    failures: ClassVar[int] = 0
+    """Retrievals to answer 500 first (a PACS that has a bad moment)."""
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -38,12 +40,20 @@ class _DicomWeb(BaseHTTPRequestHandler):
         query = parse_qs(url.query)
         if parts == ["studies"]:
             self.queries.append(query)
-            self._json(self._unique(STUDY_TAGS, lambda d: True), query)
+            studies = self._unique(STUDY_TAGS, lambda d: True)
+            for study in studies:  # NumberOfStudyRelatedInstances
+                uid = study["0020000D"]["Value"][0]
+                count = sum(d.StudyInstanceUID == uid for d, _ in self.instances)
+                study["00201208"] = {"vr": "IS", "Value": [count]}
+            self._json(studies, query)
         elif len(parts) == 3 and parts[2] == "series":
             series = self._unique(SERIES_TAGS, lambda d: d.StudyInstanceUID == parts[1])
             self._json(series, query)
         elif len(parts) == 4:
             self.retrieved.append(parts[3])
+            if len(self.retrieved) <= self.failures:
+                self.send_error(500)
+                return
             boundary = "wado-boundary"
             body = (
                 b"".join(
@@ -100,8 +110,10 @@ def _study(folder: Path, head: bool) -> list[tuple[Dataset, bytes]]:
     return out
 
 
-@pytest.fixture
-def dicomweb(small_synth: Path) -> Iterator[tuple[str, type[_DicomWeb]]]:
+@pytest.fixture(params=[0, 1], ids=["answers", "fails-once"])
+def dicomweb(
+    small_synth: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, type[_DicomWeb]]]:
     cases = sorted(small_synth.glob("case_*"))
     handler = type(
         "DicomWeb",
@@ -111,6 +123,7 @@ def dicomweb(small_synth: Path) -> Iterator[tuple[str, type[_DicomWeb]]]:
             + _study(cases[3] / "dicom", head=False),
             "queries": [],
             "retrieved": [],
+            "failures": request.param,
         },
     )
     server = HTTPServer(("127.0.0.1", 0), handler)
@@ -145,7 +158,8 @@ def test_new_head_ct_studies_are_pulled_once_and_analysed(
         running.stop()
     assert [s["study_uid"] for s in studies] == [head.StudyInstanceUID]
     assert studies[0]["source"] == "dicomweb" and studies[0]["group"] == "positive"
-    assert handler.retrieved == [head.SeriesInstanceUID]
+    # fetched once, or once more after a failed retrieval released the study
+    assert handler.retrieved == [head.SeriesInstanceUID] * (1 + handler.failures)
     assert len(handler.queries) >= 3
     query = handler.queries[0]
     assert query["ModalitiesInStudy"] == ["CT"] and query["StudyDate"][0].endswith("-")

@@ -24,10 +24,12 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from api.process import GatewayProcess, start_gateway
 from api.receiver import TRANSFER_SYNTAXES
+from api.webhooks import verify
 from ich.serving.server import TritonServer, free_port
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "cq500" / "dicom"
 CALLING = "CT_SCANNER"
+NOTICE_SECRET = "notice-secret-0123456789"
 
 
 @dataclass
@@ -92,6 +94,7 @@ def receiving(
         ICH_DICOM_QUIET_S="1",
         ICH_DICOM_DESTINATION=f"TEST_PACS@127.0.0.1:{pacs.port}",
         ICH_POSITIVE_WEBHOOK_URL=hooks,
+        ICH_POSITIVE_WEBHOOK_SECRET=NOTICE_SECRET,
         ICH_WEBHOOK_ALLOW_LOOPBACK="true",
         ICH_RATE_LIMIT_PER_MINUTE="6000",
     )
@@ -168,12 +171,19 @@ def test_a_pushed_study_is_triaged_and_its_seg_sent_back(
     assert parsed.number_of_segments == 3
     assert {d.Modality for d in sent} == {"SEG", "SR"}
 
-    headers, body = _until(
-        lambda: next((h for h in _Hooks.received if json.loads(h[1])["id"] == analysis["id"]), None)
-    )
+    def notice() -> tuple[dict[str, str], bytes] | None:
+        mine = [h for h in _Hooks.received if json.loads(h[1])["analysis_id"] == analysis["id"]]
+        return mine[0] if mine else None
+
+    headers, body = _until(notice)
     assert headers["ICH-Event"] == "analysis.positive"
+    assert verify(NOTICE_SECRET, body, headers["ICH-Signature"])
+    sent_notice = json.loads(body)
+    assert sent_notice["study_uid"] == study_uid and sent_notice["link"] == entry["link"]
+    assert {c["hemorrhage_class"]: c["total_volume_ml"] for c in sent_notice["classes"]} == volumes
     header = pydicom.dcmread(images[0], stop_before_pixels=True)
-    assert str(header.PatientName) not in body.decode()
+    private = [str(v) for v in (header.PatientName, header.PatientID, header.PatientBirthDate)]
+    assert private[0] and not [v for v in private if v and v in body.decode()]
 
 
 def test_the_worklist_puts_positive_studies_first(receiving: tuple[GatewayProcess, int]) -> None:

@@ -358,7 +358,7 @@ def test_a_negative_study_still_gives_a_valid_seg_and_sr(analysed: Study) -> Non
 
 def test_images_without_a_frame_of_reference_still_get_a_seg_and_sr(analysed: Study) -> None:
     """Anonymised exports (CQ500 among them) drop the Frame of Reference UID, which a CT SEG
-    needs: one is derived from the series, the same in the SEG and the SR."""
+    needs: one is derived from the series, the same each time."""
     sent = analysed.encodings["as acquired"]
     headers = [copy.deepcopy(h) for h in sent.headers]
     for header in headers:
@@ -370,7 +370,9 @@ def test_images_without_a_frame_of_reference_still_get_a_seg_and_sr(analysed: St
         == segmentation(sent.volume, analysed.label, headers, MODEL).FrameOfReferenceUID
     )
     assert _per_source(hd.seg.Segmentation.from_dataset(seg), headers).any()
-    assert sr.SOPClassUID and all("FrameOfReferenceUID" not in h for h in headers)
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
+    assert {r.SeriesInstanceUID for r in evidence} >= {headers[0].SeriesInstanceUID}
+    assert all("FrameOfReferenceUID" not in h for h in headers)  # the callers' copies kept
 
 
 def test_reports_refuse_inputs_that_do_not_belong_together(analysed: Study) -> None:
