@@ -1,7 +1,9 @@
 """The DICOM C-STORE receiver (pynetdicom) that PACS and modalities push studies to.
 
-It accepts CT Image Storage and Enhanced CT Image Storage in every transfer syntax the gateway
-can decode, and Verification (C-ECHO). Each instance is written to disk as its fragments arrive
+It accepts every storage SOP class in every transfer syntax the gateway can decode (a PACS
+routes whole studies: scouts, dose reports and key images come along, and refusing them fails
+many routers' transfers; series selection then analyses the axial CT series and reports what it
+skipped), and Verification (C-ECHO). Each instance is written to disk as its fragments arrive
 (pynetdicom's chunked receive: never held whole in memory) and filed under its study by the
 same assembler as STOW-RS, so a study is analysed ``dicom_quiet_s`` after its last instance,
 as a job of the job store like any upload. A full disk, a full queue or a study over the file
@@ -20,13 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.uid import AllTransferSyntaxes
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.events import Event
-from pynetdicom.sop_class import (  # type: ignore[attr-defined]
-    CTImageStorage,
-    EnhancedCTImageStorage,
-    Verification,
-)
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from api.intake import decodable
@@ -62,8 +60,8 @@ class Receiver:
         ae = AE(ae_title=self.settings.dicom_ae_title)
         ae.maximum_associations = self.settings.dicom_max_associations
         ae.require_calling_aet = list(self.settings.dicom_allowed_aes)
-        for sop_class in (CTImageStorage, EnhancedCTImageStorage):
-            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         self.staging.mkdir(parents=True, exist_ok=True)
         address = (self.settings.dicom_host, self.settings.dicom_port or 0)

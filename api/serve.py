@@ -41,6 +41,20 @@ def local_key(settings: Settings) -> str:
     return key
 
 
+def receiving(settings: Settings, base: str, key: str) -> str:
+    """How to send studies to the DICOM receiver and read the worklist."""
+    allowed = settings.dicom_allowed_aes
+    host, port, title = settings.dicom_host, settings.dicom_port, settings.dicom_ae_title
+    callers = ", ".join(allowed) or "any"
+    return f"""DICOM receiver {title} on {host}:{port} (calling AE titles: {callers};
+  a study is analysed {settings.dicom_quiet_s:g} s after its last instance, for the client
+  {settings.dicom_client!r}). Send one with pynetdicom's storescu, then read the worklist:
+  {Path(sys.executable).parent}/python -m pynetdicom storescu {host} {port} STUDY_DIR -r \\
+      -aet {allowed[0] if allowed else "CT_SCANNER"} -aec {title}
+  curl -s -H "X-API-Key: {key}" {base}/v1/worklist
+"""
+
+
 def usage(base: str, key: str, study: str) -> str:
     bin_dir = Path(sys.executable).parent
     return f"""
@@ -86,6 +100,8 @@ def serve(
     try:
         key = local_key(settings)
         print(usage(f"http://{host}:{port}", key, str(study or "STUDY_DIR")), flush=True)
+        if settings.dicom_port is not None:
+            print(receiving(settings, f"http://{host}:{port}", key), flush=True)
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
                     timeout_graceful_shutdown=10)  # fmt: skip
     finally:
