@@ -63,7 +63,6 @@ class Receiver:
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
-        self.staging.mkdir(parents=True, exist_ok=True)
         address = (self.settings.dicom_host, self.settings.dicom_port or 0)
         self.server = ae.start_server(
             address, block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]

@@ -41,7 +41,12 @@ def send_objects(files: list[Path], destination: str, calling_ae: str) -> None:
                 raise DeliveryError(
                     f"{destination} does not accept {dataset.SOPClassUID.name} objects."
                 )
-            status = association.send_c_store(dataset)
+            try:
+                status = association.send_c_store(dataset)
+            except ValueError as refused:  # pynetdicom: no context for its transfer syntax
+                raise DeliveryError(
+                    f"{destination} refused {dataset.Modality}: {refused}"
+                ) from None
             code = getattr(status, "Status", None)
             if code is None or code not in STORED:
                 raise DeliveryError(f"{destination} answered {code!r} to {dataset.Modality}.")

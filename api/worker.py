@@ -179,8 +179,11 @@ class Workers:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
+            mine = row.owner == self.store.replica  # then its worker sets the event
             try:
-                await asyncio.wait_for(event.wait(), min(remaining, WAIT_POLL_S))
+                await asyncio.wait_for(
+                    event.wait(), remaining if mine else min(remaining, WAIT_POLL_S)
+                )
             except TimeoutError:
                 continue
             return True
@@ -398,7 +401,7 @@ class Workers:
                 self.settings.dicom_destination or "",
                 self.settings.dicom_ae_title,
             )
-        except (DeliveryError, OSError, ValueError) as error:  # ValueError: pynetdicom refusals
+        except (DeliveryError, OSError) as error:
             log.warning("SEG/SR of analysis %s not sent back: %s", row.id, error)
             return False
         return True

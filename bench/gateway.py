@@ -23,19 +23,11 @@ from pathlib import Path
 
 import httpx
 from ich_client import Client
-from study import throughput, write_study
+from study import ratio_line, status_mb, throughput, write_study
 
 from api.process import start_gateway
 from ich.serving.client import PipelineClient, study_files
 from ich.serving.server import REPOSITORY, TritonServer, free_port
-
-
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(current, peak) resident set of ``pid`` in MB."""
-    status = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-    )
-    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
 
 
 def submit(parts: list, client: httpx.Client) -> tuple[float, str]:
@@ -77,7 +69,7 @@ def main() -> None:
                 ICH_RATE_LIMIT_PER_MINUTE="1000000",  # the polling clients share one key
             )
             try:
-                at_start = memory_mb(gateway.process.pid)[0]
+                at_start = status_mb(gateway.process.pid, "VmRSS")
                 direct = PipelineClient(server.grpc_url)
                 rest = gateway.client(timeout=600)
                 direct.analyze(files)
@@ -100,27 +92,21 @@ def main() -> None:
                     lambda c: follow_up_s(c, submit(parts, c)[1]),
                     args.repeats,
                 )
-                memory = memory_mb(gateway.process.pid)
+                peak = status_mb(gateway.process.pid, "VmHWM")
             finally:
                 gateway.stop()
     ours, theirs = statistics.median(served), statistics.median(straight)
     print(f"study: {slices} slices, 512x512 ({sum(map(len, files)) / 2**20:.0f} MB of DICOM)")
     print(f"direct to Triton, gRPC, warm (median of {args.repeats})      {theirs:6.2f} s")
     print(f"REST gateway, synchronous POST (median of {args.repeats})    {ours:6.2f} s")
-    print(
-        f"ratio REST / direct Triton                          {ours / theirs:6.2f} "
-        f"(target <= 1.10: {ours / theirs <= 1.10})"
-    )
+    print(ratio_line("ratio REST / direct Triton", ours / theirs, 1.10))
     sdk_s = statistics.median(through_sdk)
     print(f"SDK Client.analyze, streamed (median of {args.repeats})      {sdk_s:6.2f} s")
-    print(
-        f"ratio SDK / REST                                    {sdk_s / ours:6.2f} "
-        f"(target <= 1.05: {sdk_s / ours <= 1.05})"
-    )
+    print(ratio_line("ratio SDK / REST", sdk_s / ours, 1.05))
     print(f"follow-up after the result (SEG, SR, overlays)      {statistics.median(follow):6.2f} s")
     for workers, rate in rates.items():
         print(f"throughput, {workers} concurrent REST client(s)            {rate:6.2f} studies/s")
-    print(f"gateway memory: {at_start:.0f} MB resident after start, {memory[1]:.0f} MB peak")
+    print(f"gateway memory: {at_start:.0f} MB resident after start, {peak:.0f} MB peak")
 
 
 if __name__ == "__main__":

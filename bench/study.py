@@ -1,5 +1,5 @@
 """The benchmark study (32 slices of 512x512 synthetic head CT with a bleed, as DICOM files)
-and the throughput loop the serving benchmarks share."""
+and what the serving benchmarks share: the throughput loop, process memory, ratio lines."""
 
 from __future__ import annotations
 
@@ -48,3 +48,18 @@ def throughput(
         for client in clients:
             getattr(client, "close", lambda: None)()
     return rates
+
+
+def status_mb(pid: int, field: str) -> float:
+    """A memory figure of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``) in MB."""
+    line = next(
+        line
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith(f"{field}:")
+    )
+    return int(line.split()[1]) / 1024
+
+
+def ratio_line(label: str, ratio: float, target: float) -> str:
+    """A ratio with its target, as the benchmarks print them."""
+    return f"{label:52s}{ratio:6.2f} (target <= {target:.2f}: {ratio <= target})"

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import tritonclient.grpc as grpcclient
-from study import throughput, write_study
+from study import ratio_line, status_mb, throughput, write_study
 
 from ich.dicom import load
 from ich.model.runtime import Analyzer
@@ -52,11 +52,9 @@ def peak_mb(pid: int) -> dict[str, float]:
     tasks = Path(f"/proc/{pid}/task").glob("*/children")
     children = [c for task in tasks for c in task.read_text().split()]
     for p in [pid, *map(int, children)]:
-        status = Path(f"/proc/{p}/status").read_text().splitlines()
         name = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
         label = "tritonserver" if p == pid else _stub_name(name)
-        hwm = next(line for line in status if line.startswith("VmHWM"))
-        peaks[f"{label} ({p})"] = int(hwm.split()[1]) / 1024
+        peaks[f"{label} ({p})"] = status_mb(p, "VmHWM")
     return peaks
 
 
@@ -108,8 +106,7 @@ def main() -> None:
     print(f"study: {slices} slices, 512x512 ({sum(map(len, files)) / 2**20:.0f} MB of DICOM)")
     print(f"in-process ich analyze, warm (median of {args.repeats})  {ours:6.2f} s")
     print(f"through Triton, gRPC, warm (median of {args.repeats})   {theirs:6.2f} s")
-    print(f"ratio Triton / in-process                       {theirs / ours:6.2f} "
-          f"(target <= 1.15: {theirs / ours <= 1.15})")  # fmt: skip
+    print(ratio_line("ratio Triton / in-process", theirs / ours, 1.15))
     for name, seconds in steps.items():
         print(f"compute per study in {PIPELINE}: {name:16s} {seconds:6.2f} s")
     for workers, rate in rates.items():

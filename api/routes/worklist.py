@@ -11,6 +11,7 @@ from sqlalchemy import Row
 from api.jobs import as_analysis, now
 from api.models import Status, Worklist, WorklistItem
 from api.problems import problem_responses
+from api.routes.analyses import READ
 from api.state import gateway
 
 router = APIRouter(tags=["analyses"])
@@ -69,7 +70,7 @@ async def worklist(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Worklist:
     gw = gateway(request)
-    client = gw.auth.client(request, "analyses:read")
+    client = gw.auth.client(request, READ)
     since = now() - timedelta(hours=hours)
     rows = gw.store.listing(client.id, WINDOW_LIMIT, since)  # the whole window, then ordered
     return Worklist(studies=sorted((item(r) for r in rows), key=priority)[:limit])
