@@ -25,13 +25,14 @@ from api.db import connect
 from api.inference import Inference
 from api.jobs import JobStore
 from api.keys import client_named
+from api.links import Links, signing_key
 from api.logs import request_id
 from api.metrics import Metrics
 from api.problems import of_error, problem, response
 from api.puller import Puller
 from api.receiver import Receiver
 from api.replicas import Replica
-from api.routes import analyses, dicomweb, service, worklist
+from api.routes import analyses, dicomweb, service, viewer, worklist
 from api.settings import Settings
 from api.state import Gateway
 from api.stow import Assembler
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             Authenticator(settings, engine),
             workers,
             assembler,
+            Links(signing_key(settings), settings.viewer_link_ttl_s),
         )
         received = Assembler(settings, store, workers, "dimse", settings.dicom_quiet_s)
         replica = Replica(settings, store, workers, {"stow": assembler, "dimse": received})
@@ -114,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "analyses", "description": "Submit studies and read results."},
             {"name": "dicomweb", "description": "DICOMweb STOW-RS."},
+            {"name": "viewer", "description": "The browser viewer and its signed links."},
             {"name": "service", "description": "Health, readiness, metrics, problem types."},
         ],
     )
@@ -127,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.include_router(analyses.router)
     app.include_router(worklist.router)
+    app.include_router(viewer.router)
     app.include_router(dicomweb.router)
     app.include_router(service.router)
     _handlers(app, settings)

@@ -87,6 +87,13 @@ def find_key(engine: Engine, key: str) -> Client | None:
     return _client(row)
 
 
+def client_active(engine: Engine, client_id: str) -> bool:
+    """Whether the client exists and is not revoked (links it issued die with it)."""
+    with engine.connect() as db:
+        row = db.execute(select(clients.c.revoked).where(clients.c.id == client_id)).first()
+    return row is not None and row.revoked is None
+
+
 def token_client(engine: Engine, subject: str, scopes: frozenset[str]) -> Client:
     """The client row of a JWT subject, created on first sight (analyses need an owner)."""
     client_id = "jwt-" + hashlib.sha256(subject.encode()).hexdigest()[:24]

@@ -196,5 +196,12 @@ class WorklistItem(BaseModel):
     link: str
 
 
+class ViewerLink(BaseModel):
+    """A short-lived link that opens the viewer of one analysis in a browser, no key needed."""
+
+    url: str = Field(description="Open it before expires_at; it signs nothing else in.")
+    expires_at: datetime = Field(description="After this the link and its page stop working.")
+
+
 class Worklist(BaseModel):
     studies: list[WorklistItem]

@@ -1,4 +1,5 @@
-"""The DICOM objects and pictures of a finished analysis: SEG, SR (TID 1500), overlay PNGs.
+"""The DICOM objects and pictures of a finished analysis: SEG, SR (TID 1500), overlay PNGs and
+the viewer's planes.
 
 Made once from the spooled series after the result is published (so they never delay it) and
 kept with the result; the spooled DICOM can then be deleted.
@@ -6,6 +7,7 @@ kept with the result; the spooled DICOM can then be deleted.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,19 +21,36 @@ from ich.dicom import load_volume, scan, select
 from ich.overlays import overlay_png
 from ich.reports import measurement_report, segmentation
 
-SEG_FILE, SR_FILE, OVERLAYS = "seg.dcm", "sr.dcm", "overlays"
+SEG_FILE, SR_FILE, OVERLAYS, PLANES = "seg.dcm", "sr.dcm", "overlays", "planes"
 LABEL_FILE = "label.npz"
 """The label volume Triton returned, kept from the analysis for the DICOM SEG."""
+HU_RANGE = (-1024, 3071)
+"""Stored HU are clipped to the 12-bit CT range: nothing a window shows lies outside it."""
+PLANE_GZIP_LEVEL = 1
+"""Fastest deflate: 28 % of the raw size on head CT at about 6 ms a 512 x 512 plane."""
 
 
 def overlay_path(results: Path, plane: int) -> Path:
     return results / OVERLAYS / f"{plane}.png"
 
 
+def plane_path(results: Path, plane: int) -> Path:
+    return results / PLANES / f"{plane}.bin.gz"
+
+
+def plane_bytes(hu_plane: np.ndarray, label_plane: np.ndarray) -> bytes:
+    """One plane for the viewer, gzip-compressed: rows x columns int16 little-endian HU, then
+    rows x columns uint8 labels (0 none, 1 IPH, 2 EDH/SDH, 3 SAH), both row-major."""
+    hu = np.rint(np.clip(hu_plane, *HU_RANGE)).astype("<i2")
+    raw = hu.tobytes() + label_plane.astype(np.uint8).tobytes()
+    return gzip.compress(raw, compresslevel=PLANE_GZIP_LEVEL, mtime=0)
+
+
 def write_outputs(
     files: Sequence[Path], results: Path, analysis: Analysis, settings: Settings
 ) -> None:
-    """Write seg.dcm, sr.dcm and one overlay PNG per analysed plane into ``results``."""
+    """Write seg.dcm, sr.dcm, and one overlay PNG and one viewer plane per analysed plane into
+    ``results``."""
     if analysis.result is None or analysis.model is None:
         raise ValueError(f"analysis {analysis.id} has no result")
     selection = select(scan(list(files), settings.input_limits))
@@ -48,8 +67,10 @@ def write_outputs(
     seg.save_as(results / SEG_FILE)
     sr = measurement_report(analysis.result, datasets, analysis.model, seg=seg)
     sr.save_as(results / SR_FILE)
-    (results / OVERLAYS).mkdir(exist_ok=True)
+    for folder in (OVERLAYS, PLANES):
+        (results / folder).mkdir(exist_ok=True)
     for k in range(volume.shape[0]):
         overlay_path(results, k).write_bytes(
             overlay_png(volume.hu[k], label[k], analysis.result, k)
         )
+        plane_path(results, k).write_bytes(plane_bytes(volume.hu[k], label[k]))

@@ -21,6 +21,7 @@ STATUS: dict[str, int] = {
     "bad-request": 400,
     "unauthorized": 401,
     "unknown-key": 401,
+    "invalid-link": 401,
     "forbidden": 403,
     "not-found": 404,
     "idempotency-conflict": 409,
@@ -54,6 +55,8 @@ DESCRIPTIONS: dict[str, str] = {
     "bad-request": "The request is malformed; the detail says which part.",
     "unauthorized": "No valid API key or bearer token was sent.",
     "unknown-key": "The API key is unknown or revoked.",
+    "invalid-link": "The viewer link is forged, for another analysis, or expired; ask the API "
+    "for a new one.",
     "forbidden": "The credentials lack the scope this operation needs.",
     "not-found": "No such analysis for this client (or it was deleted).",
     "idempotency-conflict": "The Idempotency-Key was used before with a different request.",

@@ -109,6 +109,19 @@ class Settings(BaseModel):
     positive_webhook_secret: str | None = Field(
         None, min_length=16, description="Signs the positive-study notices (ICH-Signature)."
     )
+    link_secret: str | None = Field(
+        None,
+        min_length=32,
+        description="Signs viewer links; a random key in data_dir (shared by replicas) if unset.",
+    )
+    viewer_link_ttl_s: int = Field(
+        900, ge=30, le=86400, description="How long a viewer link (and its page) stays valid."
+    )
+    viewer_frame_ancestors: tuple[str, ...] = Field(
+        (),
+        description="Origins allowed to embed the viewer in a frame (e.g. the EHR's); none if "
+        "empty.",
+    )
 
     @model_validator(mode="after")
     def _notices_are_signed(self) -> Settings:

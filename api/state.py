@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from api.auth import Authenticator
 from api.inference import Inference
 from api.jobs import JobStore
+from api.links import Links
 from api.metrics import Metrics
 from api.settings import Settings
 from api.stow import Assembler
@@ -28,6 +29,7 @@ class Gateway:
     auth: Authenticator
     workers: Workers
     assembler: Assembler
+    links: Links
 
 
 def gateway(request: Request) -> Gateway:

@@ -148,7 +148,8 @@ def _answer(gw: Gateway, analysis_id: str, headers: dict[str, str]) -> Response:
     return JSONResponse(analysis.model_dump(mode="json"), status_code=status, headers=headers)
 
 
-def _owned(request: Request, analysis_id: str, scope: str = READ) -> tuple[Gateway, Row]:
+def owned(request: Request, analysis_id: str, scope: str = READ) -> tuple[Gateway, Row]:
+    """The analysis if the caller's credentials hold ``scope`` and its client owns it."""
     gw = gateway(request)
     client = gw.auth.client(request, scope)
     row = gw.store.get(analysis_id, client.id)
@@ -181,7 +182,7 @@ async def listing(
     responses=problem_responses(401, 403, 404, 429),
 )
 async def read(request: Request, analysis_id: str) -> Analysis:
-    _, row = _owned(request, analysis_id)
+    _, row = owned(request, analysis_id)
     return as_analysis(row)
 
 
@@ -192,7 +193,7 @@ async def read(request: Request, analysis_id: str) -> Analysis:
     responses=problem_responses(401, 403, 404, 429),
 )
 async def remove(request: Request, analysis_id: str) -> Response:
-    gw, row = _owned(request, analysis_id, WRITE)
+    gw, row = owned(request, analysis_id, WRITE)
     gw.assembler.forget(row.id)
     gw.store.delete(row.id)
     shutil.rmtree(gw.workers.spool(row.id), ignore_errors=True)
@@ -202,8 +203,12 @@ async def remove(request: Request, analysis_id: str) -> Response:
 
 
 def _outputs(request: Request, analysis_id: str) -> Path:
+    return ready_outputs(*owned(request, analysis_id))
+
+
+def ready_outputs(gw: Gateway, row: Row) -> Path:
     """The folder of a finished analysis's DICOM objects, or why they are not there."""
-    gw, row = _owned(request, analysis_id)
+    analysis_id = row.id
     if row.outputs != Outputs.READY.value:
         state = "failed" if row.outputs == Outputs.FAILED.value else f"{row.status}/{row.outputs}"
         raise ProblemError(

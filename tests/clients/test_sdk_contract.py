@@ -50,9 +50,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _sdk_models() -> dict[str, type[BaseModel] | Any]:
     found: dict[str, Any] = {}
-    for name, model in (("Analysis", models.AnalysisRecord), ("WorklistItem", models.WorklistItem)):
+    described = {
+        "Analysis": models.AnalysisRecord,
+        "WorklistItem": models.WorklistItem,
+        "ViewerLink": models.ViewerLink,
+    }
+    for name, model in described.items():
         schema = model.model_json_schema(mode="serialization")
-        found.update(schema.pop("$defs"))
+        found.update(schema.pop("$defs", {}))
         found[name] = schema
     return found
 

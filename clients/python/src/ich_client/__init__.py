@@ -39,6 +39,7 @@ from ich_client.models import (
     SizeStratum,
     SliceDetection,
     Status,
+    ViewerLink,
     WorklistItem,
 )
 from ich_client.retries import Retries
@@ -72,6 +73,7 @@ __all__ = [
     "SliceDetection",
     "Status",
     "StudyInputError",
+    "ViewerLink",
     "WaitTimeoutError",
     "WebhookEvent",
     "WebhookVerificationError",

@@ -21,7 +21,7 @@ from pydantic import PrivateAttr
 from ich_client import calls
 from ich_client.calls import Call, Poll, Watcher
 from ich_client.config import DEFAULT_WAIT_S, client_options
-from ich_client.models import AnalysisRecord, Health, WorklistItem
+from ich_client.models import AnalysisRecord, Health, ViewerLink, WorklistItem
 from ich_client.retries import Attempts, Retries
 from ich_client.uploads import Progress, StudySource, prepare
 
@@ -51,6 +51,9 @@ class AsyncAnalysis(AnalysisRecord):
 
     async def overlay(self, plane: int) -> bytes:
         return await self._client.overlay(self.id, plane)
+
+    async def viewer_link(self) -> ViewerLink:
+        return await self._client.viewer_link(self.id)
 
     async def delete(self) -> None:
         await self._client.delete(self.id)
@@ -153,6 +156,11 @@ class AsyncClient:
 
     async def overlay(self, analysis: AnalysisRecord | str, plane: int) -> bytes:
         return (await self._send(calls.overlay(analysis, plane))).content
+
+    async def viewer_link(self, analysis: AnalysisRecord | str) -> ViewerLink:
+        """A link that opens the analysis in the gateway's viewer for a few minutes (the
+        server's ``ICH_VIEWER_LINK_TTL_S``) without a key: hand it to the reader only."""
+        return ViewerLink.model_validate((await self._send(calls.viewer_link(analysis))).json())
 
     async def health(self) -> Health:
         live = await self._send(calls.LIVE)

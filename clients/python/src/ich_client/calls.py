@@ -101,6 +101,10 @@ def overlay(analysis: AnalysisRecord | str, plane: int) -> Call:
     return Call("GET", f"/v1/analyses/{analysis_id(analysis)}/overlays/{int(plane)}.png")
 
 
+def viewer_link(analysis: AnalysisRecord | str) -> Call:
+    return Call("POST", f"/v1/analyses/{analysis_id(analysis)}/viewer")
+
+
 LIVE, READY = Call("GET", "/healthz"), Call("GET", "/readyz")
 
 

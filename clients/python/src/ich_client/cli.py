@@ -65,6 +65,16 @@ def _get(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _viewer(client: Client, args: argparse.Namespace) -> int:
+    try:
+        link = client.viewer_link(args.analysis_id)
+    except ICHError as error:
+        print(f"ich-client: {error}", file=sys.stderr)
+        return 1
+    print(link.model_dump_json() if args.format == "json" else link.url)
+    return 0
+
+
 def _health(client: Client, args: argparse.Namespace) -> int:
     try:
         health = client.health()
@@ -178,6 +188,11 @@ def _parser() -> argparse.ArgumentParser:
     get = commands.add_parser("get", parents=[common], help="print one analysis")
     get.add_argument("analysis_id")
     get.set_defaults(run=_get)
+    viewer = commands.add_parser(
+        "viewer", parents=[common], help="print a short-lived link to an analysis's viewer"
+    )
+    viewer.add_argument("analysis_id")
+    viewer.set_defaults(run=_viewer)
     commands.add_parser("health", parents=[common], help="is the service ready?").set_defaults(
         run=_health
     )

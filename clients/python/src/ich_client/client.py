@@ -17,7 +17,7 @@ from pydantic import PrivateAttr
 from ich_client import calls
 from ich_client.calls import Call, Poll, Watcher
 from ich_client.config import DEFAULT_WAIT_S, client_options
-from ich_client.models import AnalysisRecord, Health, WorklistItem
+from ich_client.models import AnalysisRecord, Health, ViewerLink, WorklistItem
 from ich_client.retries import Attempts, Retries
 from ich_client.uploads import Progress, StudySource, prepare
 
@@ -48,6 +48,9 @@ class Analysis(AnalysisRecord):
 
     def overlay(self, plane: int) -> bytes:
         return self._client.overlay(self.id, plane)
+
+    def viewer_link(self) -> ViewerLink:
+        return self._client.viewer_link(self.id)
 
     def delete(self) -> None:
         self._client.delete(self.id)
@@ -186,6 +189,11 @@ class Client:
     def overlay(self, analysis: AnalysisRecord | str, plane: int) -> bytes:
         """A PNG of analysed plane ``plane`` with the findings drawn."""
         return self._send(calls.overlay(analysis, plane)).content
+
+    def viewer_link(self, analysis: AnalysisRecord | str) -> ViewerLink:
+        """A link that opens the analysis in the gateway's viewer for a few minutes (the
+        server's ``ICH_VIEWER_LINK_TTL_S``) without a key: hand it to the reader only."""
+        return ViewerLink.model_validate((self._send(calls.viewer_link(analysis))).json())
 
     def health(self) -> Health:
         """Liveness and readiness (Triton and database), without raising for 503."""

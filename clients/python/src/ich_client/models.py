@@ -215,6 +215,13 @@ class WorklistItem(BaseModel):
     link: str
 
 
+class ViewerLink(_Frozen):
+    """A short-lived link opening the analysis's viewer page in a browser, no key needed."""
+
+    url: str
+    expires_at: datetime
+
+
 class Health(_Frozen):
     """``/healthz`` and ``/readyz`` together."""
 
