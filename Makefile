@@ -10,7 +10,7 @@ REAL_CQ500 := ../shared/data/real/cq500/dicom
 # pip's notes about optional local indexes are noise on machines that lack them.
 QUIET_PIP := grep -v -e "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: venv run test lint bench clean postgres train-data train ship-model export evaluate
+.PHONY: venv run test lint bench clean postgres browser train-data train ship-model export evaluate
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,14 @@ postgres:
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
-test: venv postgres
+# The viewer's tests drive a real headless Chromium: Debian's chromium and chromium-driver.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing Chromium and its driver from Debian's packages (for the viewer tests)"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: venv postgres browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

@@ -70,8 +70,11 @@ Or send files as multipart, asynchronously, then poll the Location:
        $(for f in {study}/*.dcm; do printf -- '-F files=@%s ' "$f"; done) {base}/v1/analyses
   curl -s -H "X-API-Key: {key}" {base}/v1/analyses/ID
   curl -s -H "X-API-Key: {key}" -o seg.dcm {base}/v1/analyses/ID/seg
+See it slice by slice in a browser: open the url this answers (valid for minutes):
+  curl -s -X POST -H "X-API-Key: {key}" {base}/v1/analyses/ID/viewer
 With the client SDK (clients/python) and its command line:
   {bin_dir}/ich-client analyze {study} --url {base} --key {key}
+  {bin_dir}/ich-client viewer ID --url {base} --key {key}
   from ich_client import Client
   with Client("{base}", api_key="{key}") as ich:
       print(ich.analyze("{study}").result.classes)

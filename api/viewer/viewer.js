@@ -131,6 +131,7 @@
       cache.set(k, { hu: new Int16Array(buffer, 0, pixels), label: new Uint8Array(buffer, pixels * 2) });
       $("loaded").textContent = cache.size < planes ? `${cache.size}/${planes} loaded` : "";
       document.body.dataset.loaded = String(cache.size);
+      if (cache.size === planes) performance.mark("ich-all-planes");
       if (k === current) draw();
     } catch (error) {
       retry = true;
@@ -197,6 +198,9 @@
       out[q + 3] = 255;
     }
     context.putImageData(image, 0, 0);
+    if (!document.body.dataset.drawn && !performance.getEntriesByName("ich-first-plane").length) {
+      performance.mark("ich-first-plane"); // what bench/viewer.py times
+    }
     document.body.dataset.drawn = String(current);
   }
 

@@ -5,15 +5,14 @@ chromium-driver, which `make test` installs)."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from headless_chromium import headless_chromium  # type: ignore[import-not-found]
 from ich_client import Analysis, Client
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
 from api.process import GatewayProcess
 
@@ -63,25 +62,9 @@ def plane(gateway: GatewayProcess) -> Plane:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[webdriver.Chrome]:
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if binary is None or driver is None:
-        pytest.fail(
-            "chromium and chromedriver are missing: `make test` installs Debian's chromium and chromium-driver"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in (
-        "--headless=new",
-        "--window-size=1400,900",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-    ):
-        options.add_argument(argument)
-    if os.geteuid() == 0:
-        options.add_argument("--no-sandbox")  # Chromium's sandbox refuses to run as root
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    chrome = webdriver.Chrome(service=Service(driver), options=options)
-    chrome.set_page_load_timeout(60)
+    try:
+        chrome = headless_chromium()
+    except FileNotFoundError as missing:
+        pytest.fail(str(missing))
     yield chrome
     chrome.quit()
