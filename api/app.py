@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 
 from api import __version__
 from api.auth import Authenticator
-from api.db import connect
+from api.db import UNAVAILABLE, connect
 from api.inference import Inference
 from api.jobs import JobStore
 from api.keys import client_named
@@ -162,6 +162,16 @@ def _handlers(app: FastAPI, settings: Settings) -> None:
             status=error.status_code,
         )
         return response(document, retry)
+
+    async def unavailable(_: Request, error: Exception) -> Response:
+        log.warning("database unavailable: %s", type(error).__name__)
+        detail = (
+            f"The job database is locked or unreachable; nothing was changed. Retry in {retry} s."
+        )
+        return response(problem("database-unavailable", "Database unavailable", detail), retry)
+
+    for kind in UNAVAILABLE:
+        app.add_exception_handler(kind, unavailable)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> Response:

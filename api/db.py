@@ -29,7 +29,14 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+BUSY_TIMEOUT_S = 10.0
+"""How long a statement waits for a lock, a pooled connection or a new connection before the
+request gets 503 database-unavailable (request handlers run in threads, so waits block none)."""
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
+"""Database errors that mean locked or unreachable (retry later), not a wrong request."""
 
 metadata = MetaData()
 
@@ -110,7 +117,9 @@ def connect(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection: object, _: object) -> None:
@@ -120,7 +129,13 @@ def connect(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10)
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            pool_timeout=BUSY_TIMEOUT_S,
+            connect_args={"connect_timeout": int(BUSY_TIMEOUT_S)},
+        )
     metadata.create_all(engine)
     _add_columns(engine)
     return engine

@@ -24,6 +24,7 @@ STATUS: dict[str, int] = {
     "invalid-link": 401,
     "forbidden": 403,
     "not-found": 404,
+    "request-timeout": 408,
     "idempotency-conflict": 409,
     "outputs-not-ready": 409,
     "input-limit": 413,
@@ -44,12 +45,20 @@ STATUS: dict[str, int] = {
     "rate-limited": 429,
     "analysis-failed": 500,
     "queue-full": 503,
+    "storage-full": 503,
+    "database-unavailable": 503,
     "triton-unavailable": 503,
     "analysis-timeout": 504,
 }
 """HTTP status of each problem type; anything else is a 500 ``analysis-failed``."""
 
-RETRY_AFTER = {"rate-limited", "queue-full", "triton-unavailable"}
+RETRY_AFTER = {
+    "rate-limited",
+    "queue-full",
+    "storage-full",
+    "database-unavailable",
+    "triton-unavailable",
+}
 
 DESCRIPTIONS: dict[str, str] = {
     "bad-request": "The request is malformed; the detail says which part.",
@@ -59,6 +68,7 @@ DESCRIPTIONS: dict[str, str] = {
     "for a new one.",
     "forbidden": "The credentials lack the scope this operation needs.",
     "not-found": "No such analysis for this client (or it was deleted).",
+    "request-timeout": "The upload stalled (sent nothing for a while); nothing was kept.",
     "idempotency-conflict": "The Idempotency-Key was used before with a different request.",
     "outputs-not-ready": "The analysis or its DICOM objects are not finished yet; retry.",
     "input-limit": "The study exceeds a configured limit (files, bytes, archive expansion).",
@@ -79,6 +89,9 @@ DESCRIPTIONS: dict[str, str] = {
     "rate-limited": "Too many requests from this client; wait for Retry-After seconds.",
     "analysis-failed": "The analysis failed on the server; the detail says why.",
     "queue-full": "The service is at capacity; retry after Retry-After seconds.",
+    "storage-full": "The gateway's spool is short of disk space; nothing was kept; retry later.",
+    "database-unavailable": "The job database is locked or unreachable; nothing was changed; "
+    "retry after Retry-After seconds.",
     "triton-unavailable": "The inference server cannot be reached; retry later.",
     "analysis-timeout": "The inference server did not answer within the analysis time limit.",
 }

@@ -35,6 +35,16 @@ class GatewayProcess:
             self.process.wait(30)
 
 
+def status_mb(pid: int, field: str) -> float:
+    """A memory figure of ``/proc/<pid>/status`` (``VmRSS`` now, ``VmHWM`` peak) in MB."""
+    line = next(
+        line
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith(f"{field}:")
+    )
+    return int(line.split()[1]) / 1024
+
+
 def start_gateway(data_dir: Path, triton_url: str, **env: str) -> GatewayProcess:
     """``ich serve --no-triton`` on a free port, as a process of its own; returns when live."""
     port = free_port()

@@ -81,7 +81,7 @@ class Receiver:
         """One instance: to disk, then to its study; the DIMSE status of the outcome."""
         self.staging.mkdir(parents=True, exist_ok=True)  # a sweep may have removed it
         free = shutil.disk_usage(self.staging).free
-        if free < self.settings.dicom_min_free_bytes:
+        if free < self.settings.min_free_bytes:
             log.warning("refused an instance: %d bytes free on the spool", free)
             return OUT_OF_RESOURCES
         path = self.staging / f"{uuid.uuid4().hex}.dcm"

@@ -52,6 +52,15 @@ class Settings(BaseModel):
     max_files: int = Field(5000, gt=0, description="Most files (or zip members) per study.")
     max_slices: int = Field(2000, gt=0, description="Most images in the analysed series.")
     max_zip_ratio: float = Field(200.0, gt=1)
+    min_free_bytes: int = Field(
+        1 << 30,
+        ge=0,
+        description="Uploads (503 storage-full) and DICOM instances (out of resources) are "
+        "refused while the spool has less free space than this.",
+    )
+    upload_idle_timeout_s: float = Field(
+        30.0, gt=0, description="An upload that sends nothing for this long is dropped (408)."
+    )
     rate_limit_per_minute: int = Field(120, ge=1, description="Requests per client per minute.")
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
@@ -82,9 +91,6 @@ class Settings(BaseModel):
         10.0, gt=0, description="A received study is complete this long after its last instance."
     )
     dicom_max_associations: int = Field(8, ge=1, description="Associations at once.")
-    dicom_min_free_bytes: int = Field(
-        1 << 30, ge=0, description="Instances are refused (out of resources) below this free space."
-    )
     dicom_destination: str | None = Field(
         None,
         pattern=r"^[^@]{1,16}@[^:]+:\d+$",

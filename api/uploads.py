@@ -9,10 +9,12 @@ spool; zip members are checked for traversal and expansion before anything is ac
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import shutil
 import zipfile
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
@@ -117,10 +119,39 @@ async def receive(
         if not upload.files:
             raise ProblemError("no-dicom", "The request holds no files.", "No DICOM images")
         upload.files = await asyncio.to_thread(_unpack, upload.files, settings)
+    except OSError as error:
+        shutil.rmtree(directory, ignore_errors=True)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ProblemError(
+                "storage-full",
+                "The gateway's spool ran out of disk space while receiving; nothing was kept. "
+                f"Retry in {settings.retry_after_s} s.",
+                "Storage full",
+            ) from None
+        raise
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
     return upload
+
+
+async def _chunks(request: Request, settings: Settings) -> AsyncIterator[bytes]:
+    """The body's chunks; a sender silent for ``upload_idle_timeout_s`` is dropped, so slow
+    uploads cannot hold a place in the queue (or a worker's disk) for ever."""
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(stream), settings.upload_idle_timeout_s)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ProblemError(
+                "request-timeout",
+                f"The upload sent nothing for {settings.upload_idle_timeout_s:g} s and was "
+                "dropped; nothing was kept. Send the study again.",
+                "Upload stalled",
+            ) from None
+        yield chunk
 
 
 async def _receive(request: Request, upload: Upload, settings: Settings, stow: bool) -> None:
@@ -133,10 +164,10 @@ async def _receive(request: Request, upload: Upload, settings: Settings, stow: b
             "Unsupported media type",
         )
     if kind in ("multipart/form-data", "multipart/related"):
-        await _multipart(request, sink, options)
+        await _multipart(request, sink, options, settings)
     elif kind in ZIP_TYPES or kind == "application/dicom":
         sink.open(".zip" if kind in ZIP_TYPES else ".dcm")
-        async for chunk in request.stream():
+        async for chunk in _chunks(request, settings):
             sink.count(chunk)
             sink.write(chunk)
         sink.close()
@@ -150,7 +181,9 @@ async def _receive(request: Request, upload: Upload, settings: Settings, stow: b
     upload.digest = sink.hash.hexdigest()
 
 
-async def _multipart(request: Request, sink: _Sink, options: dict[bytes, bytes]) -> None:
+async def _multipart(
+    request: Request, sink: _Sink, options: dict[bytes, bytes], settings: Settings
+) -> None:
     boundary = options.get(b"boundary")
     if not boundary:
         raise ProblemError("bad-request", "The multipart Content-Type has no boundary.")
@@ -199,11 +232,11 @@ async def _multipart(request: Request, sink: _Sink, options: dict[bytes, bytes])
         },
     )
     try:
-        async for chunk in request.stream():
+        async for chunk in _chunks(request, settings):
             sink.count(chunk)
             parser.write(chunk)
         parser.finalize()
-    except ProblemError:
+    except (ProblemError, OSError):
         raise
     except Exception as error:  # the parser's own errors: a malformed body
         raise ProblemError("bad-request", f"Malformed multipart body: {error}") from None

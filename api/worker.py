@@ -16,7 +16,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Row
 
+from api.db import UNAVAILABLE
 from api.inference import Inference
 from api.intake import select_series
 from api.jobs import PENDING, JobStore, as_analysis, follow_ups_due, now, utc
@@ -139,10 +140,22 @@ class Workers:
             task.cancel()
         await asyncio.gather(*self.tasks, *self.background, return_exceptions=True)
 
-    def admit(self) -> None:
+    def admit(self, active: int | None = None) -> None:
         """Raises ProblemError queue-full (503, Retry-After) when the queue is at its limit
-        (uploads still streaming count: each holds a place, see :meth:`place`)."""
-        depth = self.store.active() + self.uploading
+        (uploads still streaming count: each holds a place, see :meth:`place`), and
+        storage-full when the spool has less than ``min_free_bytes`` free. ``active``: the
+        unfinished analyses, when the caller has just counted them."""
+        free = shutil.disk_usage(self.settings.spool_dir).free
+        if free < self.settings.min_free_bytes:
+            log.warning("refused an upload: %d bytes free on the spool", free)
+            raise ProblemError(
+                "storage-full",
+                f"The gateway's spool has {free:,} bytes free (it keeps "
+                f"{self.settings.min_free_bytes:,}); nothing was accepted. Retry in "
+                f"{self.settings.retry_after_s} s.",
+                "Storage full",
+            )
+        depth = (self.store.active() if active is None else active) + self.uploading
         if depth >= self.settings.queue_limit:
             raise ProblemError(
                 "queue-full",
@@ -151,11 +164,12 @@ class Workers:
                 "Service at capacity",
             )
 
-    @contextlib.contextmanager
-    def place(self) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def place(self) -> AsyncIterator[None]:
         """Hold a place in the queue while an upload streams, so that concurrent uploads
-        cannot together exceed the limit ``admit`` checked."""
-        self.admit()
+        cannot together exceed the limit ``admit`` checked (counted off the event loop, then
+        checked and taken on it)."""
+        self.admit(await asyncio.to_thread(self.store.active))
         self.uploading += 1
         try:
             yield
@@ -173,7 +187,7 @@ class Workers:
         event = self.finished.setdefault(analysis_id, asyncio.Event())
         deadline = time.monotonic() + timeout_s
         while True:
-            row = self.store.get(analysis_id)
+            row = await asyncio.to_thread(self.store.get, analysis_id)
             if row is None or row.status in (Status.DONE.value, Status.FAILED.value):
                 return True
             remaining = deadline - time.monotonic()
@@ -200,7 +214,10 @@ class Workers:
             self.metrics.busy.inc()
             try:
                 outcome = await asyncio.to_thread(self._analyse, analysis_id)
-            except Exception:  # e.g. the database is gone: the analysis stays for a restart
+            except UNAVAILABLE as error:  # locked or unreachable: try again when it is back
+                log.warning("analysis %s waits for the database: %s", analysis_id, error)
+                outcome = Outcome.RETRY
+            except Exception:  # the analysis stays for a restart
                 log.exception("worker could not record analysis %s", analysis_id)
                 outcome = Outcome.GONE
             finally:
@@ -233,9 +250,15 @@ class Workers:
             inferred = time.perf_counter()
             model = self.inference.model
         except IchError as error:
-            if error.code in TRANSIENT and row.attempts < MAX_ATTEMPTS:
+            # An unreachable Triton costs no attempt while the analysis is young enough:
+            # restarts and rollouts of the inference server must not fail the queue.
+            waiting = error.code == "triton-unavailable" and (
+                queued_s < self.settings.analysis_timeout_s
+            )
+            if error.code in TRANSIENT and (waiting or row.attempts < MAX_ATTEMPTS):
                 log.warning("analysis %s: %s, retrying", analysis_id, error.code)
-                self.store.update(analysis_id, status=Status.QUEUED.value)
+                attempts = row.attempts - 1 if waiting else row.attempts
+                self.store.update(analysis_id, status=Status.QUEUED.value, attempts=attempts)
                 return Outcome.RETRY
             return self._fail(row, of_error(error), started)
         except Exception:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 from ich_client import Client
-from study import ratio_line, status_mb, throughput, write_study
+from study import ratio_line, throughput, write_study
 
-from api.process import start_gateway
+from api.process import start_gateway, status_mb
 from ich.serving.client import PipelineClient, study_files
 from ich.serving.server import REPOSITORY, TritonServer, free_port
 

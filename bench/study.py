@@ -50,16 +50,6 @@ def throughput(
     return rates
 
 
-def status_mb(pid: int, field: str) -> float:
-    """A memory figure of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``) in MB."""
-    line = next(
-        line
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith(f"{field}:")
-    )
-    return int(line.split()[1]) / 1024
-
-
 def ratio_line(label: str, ratio: float, target: float) -> str:
     """A ratio with its target, as the benchmarks print them."""
     return f"{label:52s}{ratio:6.2f} (target <= {target:.2f}: {ratio <= target})"

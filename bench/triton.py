@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 import tritonclient.grpc as grpcclient
-from study import ratio_line, status_mb, throughput, write_study
+from study import ratio_line, throughput, write_study
 
+from api.process import status_mb
 from ich.dicom import load
 from ich.model.runtime import Analyzer
 from ich.serving.client import PIPELINE, PipelineClient, study_files

@@ -93,21 +93,23 @@ async def submit(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     gw = gateway(request)
-    client = gw.auth.client(request, WRITE)
-    retry = bool(idempotency_key) and gw.store.by_key(client.id, idempotency_key or "") is not None
+    client = await asyncio.to_thread(gw.auth.client, request, WRITE)
+    key = idempotency_key or ""
+    retry = bool(key) and await asyncio.to_thread(gw.store.by_key, client.id, key) is not None
     if not retry:  # a retry adds no work: it is answered even when the queue is full
         await ensure_ready(gw)
     await _checked_callback(gw, callback_url)
     analysis_id = str(uuid.uuid4())
     spool = gw.workers.spool(analysis_id)
     created = False
-    with contextlib.nullcontext() if retry else gw.workers.place():
+    async with contextlib.nullcontext() if retry else gw.workers.place():
         upload = await receive(request, spool, gw.settings)
         try:
             callback = await _checked_callback(
                 gw, callback_url or upload.fields.get("callback_url")
             )
-            row, created = gw.store.create(
+            row, created = await asyncio.to_thread(
+                gw.store.create,
                 client.id,
                 "upload",
                 Status.QUEUED,
@@ -122,9 +124,11 @@ async def submit(
     if created:
         gw.workers.submit(row.id)
     if asynchronous or "respond-async" in (prefer or "").lower():
-        return _answer(gw, row.id, {"Preference-Applied": "respond-async"})
+        headers = {"Preference-Applied": "respond-async"}
+        return await asyncio.to_thread(_answer, gw, row.id, headers)
     finished = await gw.workers.wait(row.id, gw.settings.sync_timeout_s)
-    return _answer(gw, row.id, {} if finished else {"Retry-After": "1"})
+    headers = {} if finished else {"Retry-After": "1"}
+    return await asyncio.to_thread(_answer, gw, row.id, headers)
 
 
 def _answer(gw: Gateway, analysis_id: str, headers: dict[str, str]) -> Response:
@@ -167,9 +171,7 @@ def owned(request: Request, analysis_id: str, scope: str = READ) -> tuple[Gatewa
     summary="This client's analyses",
     responses=problem_responses(401, 403, 429),
 )
-async def listing(
-    request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50
-) -> AnalysisList:
+def listing(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> AnalysisList:
     gw = gateway(request)
     client = gw.auth.client(request, READ)
     return AnalysisList(analyses=[as_analysis(r) for r in gw.store.listing(client.id, limit)])
@@ -181,7 +183,7 @@ async def listing(
     summary="Status and result of an analysis",
     responses=problem_responses(401, 403, 404, 429),
 )
-async def read(request: Request, analysis_id: str) -> Analysis:
+def read(request: Request, analysis_id: str) -> Analysis:
     _, row = owned(request, analysis_id)
     return as_analysis(row)
 
@@ -192,7 +194,7 @@ async def read(request: Request, analysis_id: str) -> Analysis:
     summary="Delete an analysis: its uploaded DICOM, result and DICOM objects",
     responses=problem_responses(401, 403, 404, 429),
 )
-async def remove(request: Request, analysis_id: str) -> Response:
+def remove(request: Request, analysis_id: str) -> Response:
     gw, row = owned(request, analysis_id, WRITE)
     gw.assembler.forget(row.id)
     gw.store.delete(row.id)
@@ -233,7 +235,7 @@ DICOM_OBJECTS = {
 
 
 def _dicom_route(kind: str, name: str) -> Any:
-    async def download(request: Request, analysis_id: str) -> FileResponse:
+    def download(request: Request, analysis_id: str) -> FileResponse:
         path = _outputs(request, analysis_id) / name
         return FileResponse(
             path, media_type="application/dicom", filename=f"{analysis_id}-{kind}.dcm"
@@ -260,7 +262,7 @@ for _kind, (_name, _summary) in DICOM_OBJECTS.items():
     summary="One analysed plane in a brain window with the findings drawn on it",
     responses={200: {"content": {"image/png": {}}}, **problem_responses(401, 404, 409)},
 )
-async def overlay(request: Request, analysis_id: str, plane: int) -> FileResponse:
+def overlay(request: Request, analysis_id: str, plane: int) -> FileResponse:
     path = overlay_path(_outputs(request, analysis_id), plane)
     if not path.is_file():
         planes = len(list(path.parent.glob("*.png")))

@@ -22,7 +22,7 @@ async def healthz() -> dict[str, str]:
     summary="Readiness: Triton's pipeline is loaded and the database answers",
     responses={503: {"description": "Not ready; the body says which part."}},
 )
-async def readyz(request: Request) -> Response:
+def readyz(request: Request) -> Response:
     gw = gateway(request)
     checks = {"triton": gw.inference.ready(), "database": gw.store.ping()}
     return JSONResponse(
@@ -32,7 +32,7 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
+def metrics(request: Request) -> Response:
     gw = gateway(request)
     gw.metrics.queue_depth.set(gw.store.active())
     return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)

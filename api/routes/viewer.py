@@ -78,7 +78,7 @@ def _viewable(request: Request, analysis_id: str) -> tuple[Gateway, Row]:
     "early. Anyone holding the link can see the images: send it only to the reader.",
     responses=problem_responses(401, 403, 404, 429),
 )
-async def issue_link(request: Request, analysis_id: str) -> ViewerLink:
+def issue_link(request: Request, analysis_id: str) -> ViewerLink:
     gw, row = owned(request, analysis_id)
     token, expires = gw.links.issue(row.id, row.client_id)
     url = request.url_for("viewer_page", analysis_id=row.id).include_query_params(token=token)
@@ -105,7 +105,7 @@ async def asset(name: str) -> FileResponse:
     summary="The viewer page of an analysis (open the link from POST .../viewer)",
     responses={303: {"description": "The link's token moved into a cookie."}},
 )
-async def viewer_page(
+def viewer_page(
     request: Request,
     analysis_id: str,
     token: str | None = Query(None, description="The signed token of a viewer link."),
@@ -190,7 +190,7 @@ def _render(template: str, **values: str) -> str:
         **problem_responses(401, 403, 404, 409, 429),
     },
 )
-async def plane(request: Request, analysis_id: str, plane: int) -> Response:
+def plane(request: Request, analysis_id: str, plane: int) -> Response:
     gw, row = _viewable(request, analysis_id)
     path = plane_path(ready_outputs(gw, row), plane)
     if not path.is_file():

@@ -64,7 +64,7 @@ def priority(entry: WorklistItem) -> tuple[int, float, float, float]:
     summary="Recent studies in reading order: positive first, by probability and volume",
     responses=problem_responses(401, 403, 429),
 )
-async def worklist(
+def worklist(
     request: Request,
     hours: Annotated[float, Query(gt=0, le=24 * 31, description="How far back.")] = 24,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def test_keys_are_stored_hashed_found_and_revoked(engine: Engine) -> None:
     assert find_key(engine, "ich_nothing_here") is None
     with engine.connect() as db:
         stored = " ".join(str(v) for row in db.execute(text("SELECT * FROM clients")) for v in row)
-    assert issued.key not in stored and issued.key.split("_")[2] not in stored
+    assert issued.key not in stored and issued.key.split("_", 2)[2] not in stored
     listed = list_keys(engine)
     assert [r["prefix"] for r in listed] == [issued.prefix] and listed[0]["revoked"] is None
     assert revoke_key(engine, issued.prefix) == issued.client.id
@@ -83,14 +84,29 @@ def test_uploads_in_flight_hold_their_place_in_the_queue(tmp_path: Path) -> None
     from api.settings import Settings
     from api.worker import Workers
 
-    settings = Settings(data_dir=tmp_path, queue_limit=2)
+    settings = Settings(data_dir=tmp_path, queue_limit=2, min_free_bytes=0)
+    settings.spool_dir.mkdir()
     store = JobStore(connect(settings.url))
     workers = Workers(settings, store, inference=None, metrics=Metrics())  # type: ignore[arg-type]
-    with workers.place(), workers.place():
-        with pytest.raises(ProblemError) as full, workers.place():
-            pass
-        assert full.value.code == "queue-full"
+
+    async def uploads() -> None:
+        async with workers.place(), workers.place():
+            with pytest.raises(ProblemError) as full:
+                async with workers.place():
+                    pass
+            assert full.value.code == "queue-full"
+
+    asyncio.run(uploads())
     workers.admit()  # both uploads ended: room again
+    starved = Workers(
+        settings.model_copy(update={"min_free_bytes": 1 << 62}),
+        store,
+        None,
+        Metrics(),  # type: ignore[arg-type]
+    )
+    with pytest.raises(ProblemError) as short:
+        starved.admit()
+    assert short.value.code == "storage-full" and "bytes free" in short.value.message
 
 
 def test_replicas_take_over_only_the_work_of_a_stopped_replica(engine: Engine) -> None:

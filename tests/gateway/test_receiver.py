@@ -232,7 +232,7 @@ def test_a_full_disk_refuses_instances_as_out_of_resources(
     data = tmp_path / "data"
     create_key(connect(f"sqlite:///{(data / 'ich.db').resolve()}"), "local")
     port = free_port()
-    app_client(data_dir=data, dicom_port=port, dicom_min_free_bytes=1 << 62)
+    app_client(data_dir=data, dicom_port=port, min_free_bytes=1 << 62)
     folder = tmp_path / "study"
     folder.mkdir()
     for n, dataset in enumerate(series(slices=2)):
