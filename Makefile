@@ -10,7 +10,7 @@ REAL_CQ500 := ../shared/data/real/cq500/dicom
 # pip's notes about optional local indexes are noise on machines that lack them.
 QUIET_PIP := grep -v -e "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: venv run test lint bench clean postgres browser train-data train ship-model export evaluate
+.PHONY: venv run test lint bench clean postgres browser reliability train-data train ship-model export evaluate
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,13 @@ test: venv postgres browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# Hostile input, load, faults and security in their full profile (1,000-analysis soak), bounded
+# to 15 minutes; regenerates docs/reliability.md. `make test` runs the short profile.
+reliability: venv postgres browser
+	ICH_RELIABILITY=full ICH_RELIABILITY_REPORT=docs/reliability.md \
+	  timeout 900 $(BIN)/pytest tests/reliability -p no:cacheprovider
+	@echo "figures: docs/reliability.md"
 
 bench: venv
 	$(BIN)/python bench/ingest.py

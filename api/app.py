@@ -12,10 +12,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
@@ -28,7 +30,7 @@ from api.keys import client_named
 from api.links import Links, signing_key
 from api.logs import request_id
 from api.metrics import Metrics
-from api.problems import of_error, problem, response
+from api.problems import PROBLEM_JSON, of_error, problem, response
 from api.puller import Puller
 from api.receiver import Receiver
 from api.replicas import Replica
@@ -135,7 +137,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(service.router)
     _handlers(app, settings)
     _middleware(app)
+    _document_problems(app)
     return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """The schema as the gateway answers: an invalid parameter is a 400 problem (see
+    ``_handlers``), not FastAPI's default 422 validation list, and every authenticated
+    operation may answer the 503 database-unavailable problem."""
+
+    def schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            for path in document["paths"].values():
+                for operation in path.values():
+                    _problem_answers(operation["responses"])
+            for name in ("HTTPValidationError", "ValidationError"):
+                document["components"]["schemas"].pop(name, None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = schema  # type: ignore[method-assign]
+
+
+def _problem_answers(responses: dict[str, Any]) -> None:
+    problem_doc = {
+        "description": "A problem (RFC 7807).",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}},
+    }
+    default = responses.get("422", {}).get("content", {}).get("application/json", {})
+    if default.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+        del responses["422"]
+        responses.setdefault("400", problem_doc)
+    if "401" in responses:  # authenticated: the client's key is looked up in the database
+        responses.setdefault("503", problem_doc)
 
 
 def _handlers(app: FastAPI, settings: Settings) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.problems import DESCRIPTIONS, STATUS, ProblemError
+from api.db import UNAVAILABLE
+from api.problems import DESCRIPTIONS, STATUS, ProblemError, problem_responses
 from api.state import gateway
 
 router = APIRouter(tags=["service"])
@@ -34,11 +37,16 @@ def readyz(request: Request) -> Response:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(request: Request) -> Response:
     gw = gateway(request)
-    gw.metrics.queue_depth.set(gw.store.active())
+    with contextlib.suppress(*UNAVAILABLE):  # the other metrics still answer
+        gw.metrics.queue_depth.set(gw.store.active())
     return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/problems/{code}", summary="What a problem type means")
+@router.get(
+    "/v1/problems/{code}",
+    summary="What a problem type means",
+    responses=problem_responses(404),
+)
 async def problem_type(code: str) -> dict[str, object]:
     if code not in DESCRIPTIONS:
         raise ProblemError("not-found", f"No problem type {code!r}.", "Unknown problem type")

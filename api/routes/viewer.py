@@ -89,7 +89,10 @@ def issue_link(request: Request, analysis_id: str) -> ViewerLink:
 @router.get(
     "/viewer/assets/{name}",
     summary="The viewer's script and style sheet",
-    responses={200: {"content": {"text/javascript": {}, "text/css": {}}}, 404: {}},
+    responses={
+        200: {"content": {"text/javascript": {}, "text/css": {}}},
+        **problem_responses(404),
+    },
 )
 async def asset(name: str) -> FileResponse:
     if name not in ASSET_TYPES:
@@ -103,7 +106,10 @@ async def asset(name: str) -> FileResponse:
     "/viewer/{analysis_id}",
     response_class=HTMLResponse,
     summary="The viewer page of an analysis (open the link from POST .../viewer)",
-    responses={303: {"description": "The link's token moved into a cookie."}},
+    responses={
+        303: {"description": "The link's token moved into a cookie."},
+        **problem_responses(401, 403, 404, 429),
+    },
 )
 def viewer_page(
     request: Request,

@@ -99,7 +99,8 @@ def _text(ds: Dataset, keyword: str) -> str:
     return str(value).strip()
 
 
-def _number(ds: Dataset, keyword: str, kind: type[int] | type[float]) -> int | float | None:
+def number(ds: Dataset, keyword: str, kind: type[int] | type[float]) -> int | float | None:
+    """The attribute as one number (the first of several), or None when absent or not one."""
     value = ds.get(keyword)
     if isinstance(value, pydicom.multival.MultiValue):
         value = value[0] if len(value) else None
@@ -151,8 +152,8 @@ def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
 
 
 def _expected_native_bytes(ds: Dataset) -> int:
-    rows, cols = int(_number(ds, "Rows", int) or 0), int(_number(ds, "Columns", int) or 0)
-    frames = int(_number(ds, "NumberOfFrames", int) or 1)
+    rows, cols = int(number(ds, "Rows", int) or 0), int(number(ds, "Columns", int) or 0)
+    frames = int(number(ds, "NumberOfFrames", int) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     bits = int(ds.get("BitsAllocated", 16) or 16)
     return rows * cols * frames * samples * bits // 8
@@ -201,8 +202,8 @@ def _frames(header: InstanceHeader, ds: Dataset) -> list[InstanceHeader]:
     for index in range(header.number_of_frames):
         flat = _frame_attributes(ds, index)
         slope, intercept = (
-            _number(flat, "RescaleSlope", float),
-            _number(flat, "RescaleIntercept", float),
+            number(flat, "RescaleSlope", float),
+            number(flat, "RescaleIntercept", float),
         )
         frames.append(
             replace(
@@ -211,8 +212,8 @@ def _frames(header: InstanceHeader, ds: Dataset) -> list[InstanceHeader]:
                 orientation=_orientation(flat) or header.orientation,
                 position=_vector(flat, "ImagePositionPatient", 3),
                 pixel_spacing=_pixel_spacing(flat) or header.pixel_spacing,
-                slice_thickness=_number(flat, "SliceThickness", float) or header.slice_thickness,
-                spacing_between_slices=_number(flat, "SpacingBetweenSlices", float),
+                slice_thickness=number(flat, "SliceThickness", float) or header.slice_thickness,
+                spacing_between_slices=number(flat, "SpacingBetweenSlices", float),
                 kernel=_text(flat, "ConvolutionKernel") or header.kernel,
                 rescale=(slope or 1.0, intercept or 0.0) if intercept is not None else None,
             )
@@ -246,7 +247,7 @@ def _header(source: DicomSource, ds: Dataset, pixel_bytes: int) -> InstanceHeade
         return Skipped(source.name, SkipKind.DIRECTORY, "DICOMDIR (media directory), not an image")
     if not sop_class and "SOPInstanceUID" not in ds and "Rows" not in ds:
         return Skipped(source.name, SkipKind.NOT_DICOM, "not a DICOM file")
-    rows, columns = _number(ds, "Rows", int), _number(ds, "Columns", int)
+    rows, columns = number(ds, "Rows", int), number(ds, "Columns", int)
     if not rows or not columns:
         kind = UID(sop_class).name if sop_class else "object without pixel data"
         if "Image Storage" in kind:
@@ -278,25 +279,25 @@ def _header(source: DicomSource, ds: Dataset, pixel_bytes: int) -> InstanceHeade
         study_uid=_text(ds, "StudyInstanceUID"),
         series_uid=_text(ds, "SeriesInstanceUID"),
         frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
-        series_number=_number(ds, "SeriesNumber", int),  # type: ignore[arg-type]
+        series_number=number(ds, "SeriesNumber", int),  # type: ignore[arg-type]
         series_description=_text(ds, "SeriesDescription"),
         modality=_text(ds, "Modality").upper(),
         image_type=tuple(v.strip().upper() for v in _text(ds, "ImageType").split("\\") if v),
         orientation=_orientation(ds),
         position=_vector(ds, "ImagePositionPatient", 3),
         pixel_spacing=_pixel_spacing(ds),
-        slice_thickness=_number(ds, "SliceThickness", float),
-        spacing_between_slices=_number(ds, "SpacingBetweenSlices", float),
+        slice_thickness=number(ds, "SliceThickness", float),
+        spacing_between_slices=number(ds, "SpacingBetweenSlices", float),
         rows=int(rows),
         columns=int(columns),
         samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
-        number_of_frames=int(_number(ds, "NumberOfFrames", int) or 1),
+        number_of_frames=int(number(ds, "NumberOfFrames", int) or 1),
         kernel=_text(ds, "ConvolutionKernel"),
         contrast_agent=_contrast_agent(ds),
         contrast_route=_text(ds, "ContrastBolusRoute"),
-        gantry_tilt=_number(ds, "GantryDetectorTilt", float),
-        instance_number=_number(ds, "InstanceNumber", int),  # type: ignore[arg-type]
-        acquisition_number=_number(ds, "AcquisitionNumber", int),  # type: ignore[arg-type]
+        gantry_tilt=number(ds, "GantryDetectorTilt", float),
+        instance_number=number(ds, "InstanceNumber", int),  # type: ignore[arg-type]
+        acquisition_number=number(ds, "AcquisitionNumber", int),  # type: ignore[arg-type]
         transfer_syntax_uid=str(transfer_syntax),
         manufacturer=_text(ds, "Manufacturer"),
     )

@@ -16,7 +16,7 @@ import pydicom
 from pydicom.uid import UID
 
 from ich.dicom.errors import PixelDataError
-from ich.dicom.headers import InstanceHeader
+from ich.dicom.headers import InstanceHeader, number
 
 AIR_HU = -1024
 MAX_HU = 3071
@@ -75,9 +75,14 @@ def decode_frames(headers: Sequence[InstanceHeader]) -> list[np.ndarray]:
     for header in headers:
         frame = stored if header.frame is None else stored[header.frame]
         slope, intercept = header.rescale or (
-            float(ds.get("RescaleSlope", 1) or 1),
-            float(ds.get("RescaleIntercept", 0) or 0),
+            number(ds, "RescaleSlope", float) or 1.0,
+            number(ds, "RescaleIntercept", float) or 0.0,
         )
+        if not (math.isfinite(slope) and math.isfinite(intercept)):
+            raise PixelDataError(
+                f"{header.source.name}: RescaleSlope {slope} and RescaleIntercept {intercept} do "
+                "not convert its pixels to HU; re-export the series from the scanner or PACS."
+            )
         hu = frame.astype(np.float32) * np.float32(slope) + np.float32(intercept)
         mask = _padding_mask(ds, frame)
         if mask is not None:

@@ -32,7 +32,7 @@ def problem_message(error: Exception) -> str:
     """``code: message`` for the project's errors; a plain note for anything else."""
     if isinstance(error, IchError):
         return f"{error.code}: {error.message}"
-    return f"internal-error: {type(error).__name__}: {error}"
+    return f"analysis-failed: {type(error).__name__}: {error}"
 
 
 class _Step:

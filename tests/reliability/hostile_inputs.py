@@ -4,6 +4,7 @@ traversing archive members, and bodies that lie about their content type."""
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zipfile
@@ -20,8 +21,6 @@ from pydicom.uid import (
     RLELossless,
 )
 from reliability_support import as_zip, tiny_study  # type: ignore[import-not-found]
-
-from ich.phantom.series_writer import to_bytes
 
 ELEMENTS = (
     "Rows",
@@ -64,8 +63,16 @@ TRAVERSING = ("../../etc/evil.dcm", "/tmp/evil.dcm", "a/../../evil.dcm", "C:\\x.
 WRONG_VRS = ("US", "SS", "UL", "FD", "FL", "DS", "IS", "UI", "CS", "LO", "OB", "SQ", "AT")
 
 
+@functools.cache
+def _study() -> tuple[str, tuple[bytes, ...]]:
+    uid, files = tiny_study()
+    return uid, tuple(files)
+
+
 def _base() -> tuple[str, list[bytes]]:
-    return tiny_study()
+    """The same valid study every time (Hypothesis replays and shrinks from it)."""
+    uid, files = _study()
+    return uid, list(files)
 
 
 def _datasets(files: list[bytes]) -> list[Dataset]:
@@ -96,14 +103,14 @@ def element_mutation(draw: st.DrawFn) -> tuple[str, list[bytes]]:
     targets = datasets if which == "all" else [datasets[draw(st.integers(0, len(datasets) - 1))]]
     encoded = []
     for ds in datasets:
-        if ds in targets:
+        if any(ds is t for t in targets):
             try:
                 _set_value(ds, keyword, value, vr)
                 encoded.append(_encode(ds))
                 continue
-            except Exception:  # pydicom cannot even write this value: send the bytes hacked
-                pass
-        encoded.append(to_bytes(ds))
+            except Exception:  # pydicom will not write this value: the attribute goes instead
+                _set_value(ds, keyword, None, None)
+        encoded.append(_encode(ds))
     return f"element {keyword} {vr or ''}={value!r:.40}", encoded
 
 
@@ -140,8 +147,8 @@ def byte_mutation(draw: st.DrawFn) -> tuple[str, list[bytes]]:
 
 @st.composite
 def syntax_mutation(draw: st.DrawFn) -> tuple[str, list[bytes]]:
-    """Other transfer syntaxes, real (deflated, big endian, implicit, RLE) or lying about the
-    pixel data's encoding (JPEG 2000 claimed over raw pixels)."""
+    """Other transfer syntaxes, real (deflated, implicit, RLE) or lying about the encoding
+    (JPEG 2000 claimed over raw pixels, big endian over little-endian bytes)."""
     _, files = _base()
     datasets = _datasets(files)
     syntax = draw(
@@ -157,21 +164,28 @@ def syntax_mutation(draw: st.DrawFn) -> tuple[str, list[bytes]]:
     )
     encoded = []
     for ds in datasets:
+        lies = syntax in (JPEG2000Lossless, ExplicitVRBigEndian)
         if syntax == RLELossless:
             ds.compress(RLELossless)
-        elif syntax in (
-            ExplicitVRBigEndian,
-            ImplicitVRLittleEndian,
-            DeflatedExplicitVRLittleEndian,
-        ):
+        elif not lies:
             ds.file_meta.TransferSyntaxUID = syntax
-        else:  # the header claims JPEG 2000, the pixels stay raw
-            ds.file_meta.TransferSyntaxUID = syntax
-        try:
-            encoded.append(_encode(ds))
-        except Exception:
-            encoded.append(to_bytes(ds))
+        data = _encode(ds)
+        if lies:  # the header claims what the bytes are not (JPEG 2000, big endian)
+            data = _relabel(data, syntax)
+        encoded.append(data)
     return f"syntax {syntax.name}", encoded
+
+
+def _relabel(data: bytes, syntax: str) -> bytes:
+    """The file with its meta group's transfer syntax replaced, the dataset left as it was."""
+    meta_length = struct.unpack("<I", data[140:144])[0]
+    body = data[144 + meta_length :]
+    meta = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).file_meta
+    meta.TransferSyntaxUID = syntax
+    buffer = io.BytesIO()
+    buffer.write(data[:132])
+    pydicom.filewriter.write_file_meta_info(buffer, meta, enforce_standard=True)
+    return buffer.getvalue() + body
 
 
 def hostile_study() -> st.SearchStrategy[tuple[str, list[bytes]]]:

@@ -25,7 +25,7 @@ from reliability_support import (  # type: ignore[import-not-found]
     tiny_study,
 )
 
-from api.process import GatewayProcess, start_gateway
+from api.process import start_gateway
 from ich.serving.server import TritonServer, free_port
 
 ENV = {"ICH_RETRY_AFTER_S": "1", "ICH_RATE_LIMIT_PER_MINUTE": "1000000"}
@@ -162,7 +162,9 @@ def test_a_locked_database_answers_503_and_loses_nothing(
     try:
         with gateway.client() as client:
             studies = _submit(client, 4)
-            lock = sqlite3.connect(database, timeout=30, isolation_level=None, check_same_thread=False)
+            lock = sqlite3.connect(
+                database, timeout=30, isolation_level=None, check_same_thread=False
+            )
             lock.execute("BEGIN EXCLUSIVE")
             released = threading.Timer(14, lock.execute, ("COMMIT",))
             released.start()

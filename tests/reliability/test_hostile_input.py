@@ -28,6 +28,7 @@ from reliability_support import (  # type: ignore[import-not-found]
 from api.problems import STATUS, TYPE_BASE
 from api.process import GatewayProcess
 
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on the odd values
 ANSWER_S = 120.0
 """Longest a single answer may take (a synchronous analysis included) before it counts as hung."""
 DOCUMENTED = {200, 202} | {s for s in STATUS.values() if 400 <= s < 500}

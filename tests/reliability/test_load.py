@@ -75,6 +75,7 @@ async def _drive(
     }
 
 
+@pytest.mark.timeout(900)
 def test_throughput_and_latency_at_rising_concurrency(drilled: GatewayProcess) -> None:
     levels = []
     for concurrency in PROFILE.load_levels:
@@ -85,6 +86,7 @@ def test_throughput_and_latency_at_rising_concurrency(drilled: GatewayProcess) -
     record("load", levels=levels)
 
 
+@pytest.mark.timeout(900)
 def test_memory_does_not_grow_over_a_soak(drilled: GatewayProcess, triton: TritonServer) -> None:
     assert triton.process is not None
     samples: list[tuple[int, float, float]] = []
