@@ -9,6 +9,8 @@
   const $ = (id) => document.getElementById(id);
   const BLEND = 0.55; // weight of the class colour over grey where there is blood
   const PARALLEL = 6; // plane requests in flight
+  const CACHE_BYTES = 384e6; // decoded planes kept; long thin studies keep a window around
+  const READY_TRIES = 60; // 409s while the planes are written, a second apart
   const SVG = "http://www.w3.org/2000/svg";
   const CAPTION_PX = 13; // caption height on screen, whatever the zoom
 
@@ -46,6 +48,9 @@
   const byName = new Map(data.classes.map((c) => [c.name, c]));
   const shown = new Set(data.classes.map((c) => c.label));
   const cache = new Map();
+  const keep = Math.max(16, Math.min(planes, Math.floor(CACHE_BYTES / (pixels * 3))));
+  const reach = keep >= planes ? planes : Math.floor(keep / 2);
+  let notReady = 0;
   const pending = new Set();
   let current = firstPlane();
   let windowName = "brain";
@@ -93,7 +98,7 @@
   // ---- loading ----
 
   function nearestMissing() {
-    for (let distance = 0; distance < planes; distance += 1) {
+    for (let distance = 0; distance < reach; distance += 1) {
       for (const k of [current + distance, current - distance]) {
         if (k >= 0 && k < planes && !cache.has(k) && !pending.has(k)) return k;
       }
@@ -115,12 +120,17 @@
     try {
       const response = await fetch(`${data.planes}${k}`, { credentials: "same-origin" });
       if (response.status === 409) {
-        retry = true; // the planes follow a done analysis within seconds
-        status("Preparing images…");
+        const problem = await response.json();
+        if (problem.type.endsWith("/outputs-not-ready") && (notReady += 1) < READY_TRIES) {
+          retry = true; // the planes follow a done analysis within seconds
+          status("Preparing images…");
+          return;
+        }
+        stop(`${problem.title}: ${problem.detail}`);
         return;
       }
       if (!response.ok) {
-        fail(response);
+        await fail(response);
         return;
       }
       const buffer = await response.arrayBuffer();
@@ -129,7 +139,9 @@
         return;
       }
       cache.set(k, { hu: new Int16Array(buffer, 0, pixels), label: new Uint8Array(buffer, pixels * 2) });
-      $("loaded").textContent = cache.size < planes ? `${cache.size}/${planes} loaded` : "";
+      evict();
+      const target = Math.min(planes, keep);
+      $("loaded").textContent = cache.size < target ? `${cache.size}/${target} loaded` : "";
       document.body.dataset.loaded = String(cache.size);
       if (cache.size === planes) performance.mark("ich-all-planes");
       if (k === current) draw();
@@ -140,6 +152,16 @@
       pending.delete(k);
       if (retry) setTimeout(pump, 1000);
       else pump();
+    }
+  }
+
+  function evict() {
+    while (cache.size > keep) {
+      let farthest = current;
+      for (const k of cache.keys()) {
+        if (Math.abs(k - current) > Math.abs(farthest - current)) farthest = k;
+      }
+      cache.delete(farthest);
     }
   }
 
@@ -247,7 +269,7 @@
     const steps = { ArrowUp: 1, ArrowRight: 1, ArrowDown: -1, ArrowLeft: -1, PageUp: 10, PageDown: -10 };
     document.addEventListener("keydown", (event) => {
       if (event.altKey || event.ctrlKey || event.metaKey) return;
-      if (event.target === slider && event.key in steps) return; // the slider moves itself
+      if (event.target === slider && event.key.startsWith("Arrow")) return; // it moves itself
       const presets = Object.keys(data.windows);
       if (event.key in steps) show(current + steps[event.key]);
       else if (event.key === "Home") show(0);

@@ -3,22 +3,16 @@ stopped by its process id (the gateway process itself is a fixture of tests/conf
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import signal
-import subprocess
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from postgres_cluster import PostgresCluster  # type: ignore[import-not-found]
 
 from api.app import create_app
 from api.settings import Settings
-from ich.serving.server import TritonServer, free_port
+from ich.serving.server import TritonServer
 
 
 @pytest.fixture
@@ -39,63 +33,12 @@ def app_client(triton: TritonServer, tmp_path: Path) -> Iterator[Callable[..., T
         client.__exit__(None, None, None)
 
 
-def _postgres_bin(name: str) -> str:
-    installed = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    found = shutil.which(name) or (str(installed[-1]) if installed else None)
-    if found is None:
-        pytest.fail(f"PostgreSQL's {name} is missing: `make test` installs the postgresql package")
-    return found
-
-
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1 (as the postgres user when run as root)."""
-    folder = Path(tempfile.mkdtemp(prefix="ich-pg-"))
-    user: dict[str, object] = {}
-    if os.geteuid() == 0:
-        account = pwd.getpwnam("postgres")
-        os.chown(folder, account.pw_uid, account.pw_gid)
-        user = {"user": account.pw_uid, "group": account.pw_gid}
-    data = folder / "data"
-    subprocess.run(
-        [_postgres_bin("initdb"), "-D", str(data), "-U", "ich", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-        **user,
-    )
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            _postgres_bin("postgres"),
-            "-D",
-            str(data),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-k",
-            str(folder),
-            "-c",
-            "fsync=off",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        **user,
-    )
-    url = f"postgresql+psycopg://ich@127.0.0.1:{port}/postgres"
-    import psycopg
-
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            psycopg.connect(f"postgresql://ich@127.0.0.1:{port}/postgres").close()
-            break
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail("PostgreSQL did not start")
-            time.sleep(0.2)
-    yield url
-    server.send_signal(signal.SIGINT)  # fast shutdown
-    server.wait(30)
-    shutil.rmtree(folder, ignore_errors=True)
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for the session."""
+    try:
+        cluster = PostgresCluster().start()
+    except (FileNotFoundError, RuntimeError) as error:
+        pytest.fail(str(error))
+    yield cluster.url
+    cluster.remove()

@@ -213,58 +213,51 @@ def _zip_named(names: list[str], data: bytes) -> bytes:
     return buffer.getvalue()
 
 
+BODY_KINDS = (
+    "no-type",
+    "text",
+    "json",
+    "form-no-boundary",
+    "form-garbage",
+    "zip-not-zip",
+    "zip-bomb",
+    "zip-traversal",
+    "zip-nested",
+    "zip-many",
+    "dicom-random",
+    "dicom-empty",
+    "related-to-analyses",
+)
+
+
+def body_of(kind: str, noise: bytes, member: str, bomb: bytes) -> tuple[str, bytes]:
+    """(Content-Type, body) of one kind of hostile request to POST /v1/analyses: wrong or lying
+    content types, archives that escape (``member``) or explode."""
+    files = list(_study()[1])
+    if kind == "zip-traversal":
+        return "application/zip", _zip_named([member], files[0])
+    if kind == "zip-nested":
+        return "application/zip", _zip_named(["inner.zip"], as_zip(files))
+    if kind == "zip-many":
+        return "application/zip", _zip_named([f"{n}.dcm" for n in range(5001)], b"")
+    bodies = {
+        "no-type": ("", noise),
+        "text": ("text/plain", noise),
+        "json": ("application/json", b'{"files": []}'),
+        "form-no-boundary": ("multipart/form-data", noise),
+        "form-garbage": ("multipart/form-data; boundary=xyz", b"--xyz\r\n" + noise),
+        "zip-not-zip": ("application/zip", files[0]),
+        "zip-bomb": ("application/zip", bomb),
+        "dicom-random": ("application/dicom", noise),
+        "dicom-empty": ("application/dicom", b""),
+        "related-to-analyses": ('multipart/related; type="application/dicom"; boundary=b', noise),
+    }
+    return bodies[kind]
+
+
 @st.composite
 def hostile_body(draw: st.DrawFn, bomb: bytes) -> tuple[str, str, bytes]:
-    """(label, Content-Type, body) of a request to POST /v1/analyses that must be refused or
-    analysed, never crash: wrong or lying content types, archives that escape or explode."""
-    _, files = _base()
-    kind = draw(
-        st.sampled_from(
-            [
-                "no-type",
-                "text",
-                "json",
-                "form-no-boundary",
-                "form-garbage",
-                "zip-not-zip",
-                "zip-bomb",
-                "zip-traversal",
-                "zip-nested",
-                "zip-many",
-                "dicom-random",
-                "dicom-empty",
-                "related-to-analyses",
-            ]
-        )
-    )
+    """(label, Content-Type, body): one of :data:`BODY_KINDS` with drawn noise."""
+    kind = draw(st.sampled_from(BODY_KINDS))
     noise = draw(st.binary(max_size=2048))
-    if kind == "no-type":
-        return kind, "", noise
-    if kind == "text":
-        return kind, "text/plain", noise
-    if kind == "json":
-        return kind, "application/json", b'{"files": []}'
-    if kind == "form-no-boundary":
-        return kind, "multipart/form-data", noise
-    if kind == "form-garbage":
-        return kind, "multipart/form-data; boundary=xyz", b"--xyz\r\n" + noise
-    if kind == "zip-not-zip":
-        return kind, "application/zip", files[0]
-    if kind == "zip-bomb":
-        return kind, "application/zip", bomb
-    if kind == "zip-traversal":
-        name = draw(
-            st.sampled_from(
-                ["../../etc/evil.dcm", "/tmp/evil.dcm", "a/../../evil.dcm", "C:\\x.dcm"]
-            )
-        )
-        return kind, "application/zip", _zip_named([name], files[0])
-    if kind == "zip-nested":
-        return kind, "application/zip", _zip_named(["inner.zip"], as_zip(files))
-    if kind == "zip-many":
-        return kind, "application/zip", _zip_named([f"{n}.dcm" for n in range(5001)], b"")
-    if kind == "dicom-random":
-        return kind, "application/dicom", noise
-    if kind == "dicom-empty":
-        return kind, "application/dicom", b""
-    return kind, 'multipart/related; type="application/dicom"; boundary=b', noise
+    return (kind, *body_of(kind, noise, draw(st.sampled_from(TRAVERSING)), bomb))

@@ -45,7 +45,7 @@ class Profile:
 
 
 SHORT = Profile("short (CI)", 25, 8, 15, (1, 4), 12, 60)
-FULL = Profile("full", 250, 40, 120, (1, 2, 4, 8), 48, 1000)
+FULL = Profile("full", 150, 30, 60, (1, 2, 4, 8), 24, 1000)
 PROFILE = FULL if os.environ.get("ICH_RELIABILITY") == "full" else SHORT
 
 FIGURES: dict[str, Any] = {"profile": PROFILE.name}

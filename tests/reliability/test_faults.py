@@ -1,7 +1,7 @@
 """Faults in the middle of work, with real processes: Triton killed and restarted, the gateway
-killed with analyses queued and restarted, the spool disk full, the database locked. After
-each, every accepted analysis is done (with its own study's result) or failed with a recorded
-reason: nothing accepted is lost."""
+killed with analyses queued and restarted, the spool disk full, the database locked (SQLite)
+and unreachable (PostgreSQL stopped, then started again). After each, every accepted analysis
+is done (with its own study's result) or failed with a recorded reason: nothing is lost."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from postgres_cluster import PostgresCluster  # type: ignore[import-not-found]
 from reliability_support import (  # type: ignore[import-not-found]
     accounted,
     as_zip,
@@ -196,4 +197,36 @@ def test_a_locked_database_answers_503_and_loses_nothing(
             "slowest_answer_s": round(slowest[0], 1),
         },
     )
+    assert counts["done"] == counts["accepted"], counts
+
+
+def test_an_unreachable_database_answers_503_and_loses_nothing(
+    own_triton: TritonServer, tmp_path: Path
+) -> None:
+    cluster = PostgresCluster().start()
+    env = {**ENV, "DATABASE_URL": cluster.url}
+    gateway = start_gateway(tmp_path / "data", own_triton.grpc_url, **env)
+    answers: list[int] = []
+    try:
+        with gateway.client() as client:
+            studies = _submit(client, 6)
+            cluster.stop()
+            down = time.monotonic()
+            while time.monotonic() - down < 8:
+                started = time.monotonic()
+                answer = client.post("/v1/analyses", files=multipart(tiny_study()[1]))
+                assert time.monotonic() - started < 15, "a request waited on the dead database"
+                assert client.get("/healthz", timeout=2).status_code == 200
+                answers.append(answer.status_code)
+                assert answer.status_code == 503, answer.text
+                assert answer.json()["type"].endswith("/database-unavailable")
+                assert answer.headers["retry-after"]
+            cluster.start()
+            counts = accounted(settle(client, list(studies), 240), studies)
+            after = client.post("/v1/analyses", files=multipart(tiny_study()[1]))
+            assert after.status_code == 200, after.text
+    finally:
+        gateway.stop()
+        cluster.remove()
+    record("faults", database_down={**counts, "answers_while_down": f"{len(answers)} x 503"})
     assert counts["done"] == counts["accepted"], counts

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hostile_inputs import hostile_body, hostile_study, zip_bomb  # type: ignore[import-not-found]
+from hostile_inputs import (  # type: ignore[import-not-found]
+    BODY_KINDS,
+    TRAVERSING,
+    body_of,
+    hostile_body,
+    hostile_study,
+    zip_bomb,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_support import (  # type: ignore[import-not-found]
@@ -106,6 +113,9 @@ def test_lying_bodies_and_archives_are_refused_with_a_problem(
         assert answer.status_code >= 400 or label in ("zip-nested",), label
         assert time.monotonic() - started < 30, f"{label} took {time.monotonic() - started} s"
 
+    for kind in BODY_KINDS:  # each kind at least once, whatever Hypothesis draws
+        for member in TRAVERSING if kind == "zip-traversal" else TRAVERSING[:1]:
+            property.hypothesis.inner_test((kind, *body_of(kind, b"noise", member, bomb)))
     property()
     record("hostile", bodies=dict(tried))
 
