@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 
 from api import __version__
 from api.auth import Authenticator
-from api.db import UNAVAILABLE, connect
+from api.db import UNAVAILABLE, connect, unavailable
 from api.inference import Inference
 from api.jobs import JobStore
 from api.keys import client_named
@@ -204,7 +204,9 @@ def _handlers(app: FastAPI, settings: Settings) -> None:
         )
         return response(document, retry)
 
-    async def unavailable(_: Request, error: Exception) -> Response:
+    async def database(request: Request, error: Exception) -> Response:
+        if not unavailable(error):
+            return await unexpected(request, error)
         log.warning("database unavailable: %s", type(error).__name__)
         detail = (
             f"The job database is locked or unreachable; nothing was changed. Retry in {retry} s."
@@ -212,7 +214,7 @@ def _handlers(app: FastAPI, settings: Settings) -> None:
         return response(problem("database-unavailable", "Database unavailable", detail), retry)
 
     for kind in UNAVAILABLE:
-        app.add_exception_handler(kind, unavailable)
+        app.add_exception_handler(kind, database)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> Response:

@@ -9,6 +9,7 @@ operates on its own, and the one several replicas share.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sqlalchemy import (
@@ -35,8 +36,27 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 BUSY_TIMEOUT_S = 10.0
 """How long a statement waits for a lock, a pooled connection or a new connection before the
 request gets 503 database-unavailable (request handlers run in threads, so waits block none)."""
+_AWAY = re.compile(
+    r"database is locked|database table is locked|unable to open database|disk i/o error"
+    r"|connection|connect|server closed|terminating|shutting down|lock timeout|timeout",
+    re.IGNORECASE,
+)
+
+
 UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
-"""Database errors that mean locked or unreachable (retry later), not a wrong request."""
+"""The error types a locked, restarting or unreachable database raises; :func:`unavailable`
+tells those apart from a wrong statement of the same type."""
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database is locked, restarting or unreachable (retry
+    later), rather than given a statement it cannot run (a bug, to surface as one)."""
+    if isinstance(error, InterfaceError | PoolTimeoutError):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, OperationalError) and bool(_AWAY.search(str(error.orig)))
+
 
 metadata = MetaData()
 
@@ -134,7 +154,10 @@ def connect(url: str) -> Engine:
             pool_pre_ping=True,
             pool_size=10,
             pool_timeout=BUSY_TIMEOUT_S,
-            connect_args={"connect_timeout": int(BUSY_TIMEOUT_S)},
+            connect_args={
+                "connect_timeout": int(BUSY_TIMEOUT_S),
+                "options": f"-c lock_timeout={int(BUSY_TIMEOUT_S * 1000)}",
+            },
         )
     metadata.create_all(engine)
     _add_columns(engine)

@@ -8,6 +8,7 @@ which replicas share; rotating either invalidates every link issued before.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -15,12 +16,12 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from api.problems import ProblemError
 from api.settings import Settings
 
 KEY_FILE = "link.key"
+MIN_KEY_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -41,31 +42,32 @@ def _unb64(text: str) -> bytes:
 
 
 def signing_key(settings: Settings) -> bytes:
-    """The configured secret, else the data folder's key (made once, readable by owner only)."""
+    """The configured secret, else the data folder's key: made once, readable by its owner
+    only, and put in place whole (written aside, then hard-linked), so that no replica ever
+    reads a partly written key."""
     if settings.link_secret:
         return settings.link_secret.encode()
     path = settings.data_dir / KEY_FILE
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another replica made it first
-        return _wait_for(path)
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(secrets.token_hex(32).encode())
-    return path.read_bytes()
-
-
-def _wait_for(path: Path) -> bytes:
-    for _ in range(50):
-        data = path.read_bytes()
-        if data:
-            return data
-        time.sleep(0.02)
-    raise RuntimeError(f"{path} stays empty; remove it so a new link key is made")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        aside = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(secrets.token_hex(32).encode())
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):  # another replica's came first
+                os.link(aside, path)
+        finally:
+            aside.unlink(missing_ok=True)
+    key = path.read_bytes()
+    if len(key) < MIN_KEY_BYTES:
+        raise RuntimeError(
+            f"{path} holds {len(key)} bytes, under the {MIN_KEY_BYTES} a link key needs; "
+            "remove it (a new one is made at start) or set ICH_LINK_SECRET"
+        )
+    return key
 
 
 class Links:
@@ -93,7 +95,7 @@ class Links:
         try:
             encoded, signature = token.split(".")
             payload = _unb64(encoded)
-            valid = hmac.compare_digest(signature, self._sign(payload))
+            valid = hmac.compare_digest(signature.encode(), self._sign(payload).encode())
             linked, client_id, expires = json.loads(payload) if valid else ("", "", 0)
         except ValueError:
             valid = False

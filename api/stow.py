@@ -106,7 +106,7 @@ class Assembler:
                     outcomes.append(Refused("", "", CANNOT_UNDERSTAND))
                     continue
                 study, sop_class, sop = identity
-                current = self._open(client_id, study)
+                current = await self._open(client_id, study)
                 if current.instances >= self.settings.max_files:
                     outcomes.append(Refused(sop_class, sop, OUT_OF_RESOURCES))
                     continue
@@ -118,11 +118,13 @@ class Assembler:
                 self._arm(current.analysis_id)
         return outcomes
 
-    def _open(self, client_id: str, study: str) -> _Open:
+    async def _open(self, client_id: str, study: str) -> _Open:
         key = (client_id, study)
-        if key not in self.studies:
-            self.workers.admit()
-            row, _ = self.store.create(client_id, self.source, Status.RECEIVING)
+        if key not in self.studies:  # the database is asked off the loop, the lock still held
+            await asyncio.to_thread(self.workers.admit)
+            row, _ = await asyncio.to_thread(
+                self.store.create, client_id, self.source, Status.RECEIVING
+            )
             self.studies[key] = _Open(row.id, client_id)
             log.info("study %s receiving as analysis %s", uid_digest(study), row.id)
         return self.studies[key]

@@ -112,7 +112,10 @@ async def receive(
             f"Content-Length {int(declared):,} exceeds the upload limit of "
             f"{settings.max_upload_bytes:,} bytes.",
         )
-    directory.mkdir(parents=True, exist_ok=False)
+    try:
+        directory.mkdir(parents=True, exist_ok=False)
+    except OSError as error:
+        raise _full(error, settings) from None
     upload = Upload(directory)
     try:
         await _receive(request, upload, settings, stow)
@@ -121,18 +124,23 @@ async def receive(
         upload.files = await asyncio.to_thread(_unpack, upload.files, settings)
     except OSError as error:
         shutil.rmtree(directory, ignore_errors=True)
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ProblemError(
-                "storage-full",
-                "The gateway's spool ran out of disk space while receiving; nothing was kept. "
-                f"Retry in {settings.retry_after_s} s.",
-                "Storage full",
-            ) from None
-        raise
+        raise _full(error, settings) from None
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
     return upload
+
+
+def _full(error: OSError, settings: Settings) -> Exception:
+    """storage-full (503) for a full disk or quota; any other OS error as it is."""
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return error
+    return ProblemError(
+        "storage-full",
+        "The gateway's spool ran out of disk space while receiving; nothing was kept. Retry "
+        f"in {settings.retry_after_s} s.",
+        "Storage full",
+    )
 
 
 async def _chunks(request: Request, settings: Settings) -> AsyncIterator[bytes]:

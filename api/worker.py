@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Row
 
-from api.db import UNAVAILABLE
+from api.db import unavailable
 from api.inference import Inference
 from api.intake import select_series
 from api.jobs import PENDING, JobStore, as_analysis, follow_ups_due, now, utc
@@ -214,12 +214,13 @@ class Workers:
             self.metrics.busy.inc()
             try:
                 outcome = await asyncio.to_thread(self._analyse, analysis_id)
-            except UNAVAILABLE as error:  # locked or unreachable: try again when it is back
-                log.warning("analysis %s waits for the database: %s", analysis_id, error)
-                outcome = Outcome.RETRY
-            except Exception:  # the analysis stays for a restart
-                log.exception("worker could not record analysis %s", analysis_id)
-                outcome = Outcome.GONE
+            except Exception as error:
+                if unavailable(error):  # locked or unreachable: try again when it is back
+                    log.warning("analysis %s waits for the database: %s", analysis_id, error)
+                    outcome = Outcome.RETRY
+                else:  # the analysis stays for a restart
+                    log.exception("worker could not record analysis %s", analysis_id)
+                    outcome = Outcome.GONE
             finally:
                 self.metrics.busy.dec()
             if outcome is Outcome.RETRY:
@@ -240,7 +241,10 @@ class Workers:
             return self._unclaimed(analysis_id)
         started = time.perf_counter()
         if row.attempts > MAX_ATTEMPTS:
-            detail = f"Gave up after {MAX_ATTEMPTS} attempts, each interrupted by a restart."
+            detail = (
+                f"Gave up after {MAX_ATTEMPTS} attempts, each interrupted (a restart, or the "
+                "database going away mid-analysis)."
+            )
             return self._fail(row, problem("analysis-failed", "Analysis failed", detail), started)
         queued_s = max((now() - utc(row.created)).total_seconds(), 0.0)
         try:
@@ -350,8 +354,21 @@ class Workers:
     async def _follow_up(self, analysis_id: str) -> None:
         """What a done analysis owes, each if pending: the positive-study notice first (it is
         the triage signal), its DICOM SEG, SR and overlays, its webhook, and the SEG and SR
-        sent back over DICOM."""
-        row = self.store.get(analysis_id)
+        sent back over DICOM. Each step records itself, so one interrupted by the database
+        going away is taken up again where it stopped."""
+        while True:
+            try:
+                await self._follow_up_once(analysis_id)
+                return
+            except Exception as error:
+                if not unavailable(error):
+                    raise
+                log.warning("follow-up of %s waits for the database: %s", analysis_id, error)
+                await asyncio.sleep(self.settings.retry_after_s)
+
+    async def _follow_up_once(self, analysis_id: str) -> None:
+        store = self.store
+        row = await asyncio.to_thread(store.get, analysis_id)
         if row is not None and row.notified == PENDING:
             delivered = await self._deliver(
                 row,
@@ -360,22 +377,25 @@ class Workers:
                 positive_notice(as_analysis(row)),
                 self.settings.positive_webhook_secret or "",
             )
-            self.store.update(row.id, notified="delivered" if delivered else "failed")
+            notified = "delivered" if delivered else "failed"
+            await asyncio.to_thread(store.update, row.id, notified=notified)
         if row is not None and row.outputs == Outputs.PENDING.value:
             await asyncio.to_thread(self._outputs, row)
-            row = self.store.get(analysis_id)
+            row = await asyncio.to_thread(store.get, analysis_id)
         if row is not None and row.webhook == PENDING:
+            secret = await asyncio.to_thread(client_secret, store.engine, row.client_id)
             delivered = await self._deliver(
                 row,
                 row.callback_url,
                 f"analysis.{row.status}",
                 as_analysis(row).model_dump_json().encode(),
-                client_secret(self.store.engine, row.client_id),
+                secret,
             )
-            self.store.update(row.id, webhook="delivered" if delivered else "failed")
+            webhook = "delivered" if delivered else "failed"
+            await asyncio.to_thread(store.update, row.id, webhook=webhook)
         if row is not None and row.returned == PENDING:
             sent = await asyncio.to_thread(self._return, row)
-            self.store.update(row.id, returned="sent" if sent else "failed")
+            await asyncio.to_thread(store.update, row.id, returned="sent" if sent else "failed")
 
     def _outputs(self, row: Row) -> None:
         state = Outputs.READY
@@ -412,7 +432,9 @@ class Workers:
             delivered = False
         outcome = "delivered" if delivered else "failed"
         self.metrics.webhooks.labels(outcome).inc()
-        self.store.audit(row.client_id, f"webhook-{outcome}", row.id, event)
+        await asyncio.to_thread(
+            self.store.audit, row.client_id, f"webhook-{outcome}", row.id, event
+        )
         return delivered
 
     def _return(self, row: Row) -> bool:

@@ -21,7 +21,7 @@ from ich.phantom.series_writer import (
     write_enhanced_series,
     write_series,
 )
-from ich.serving.server import TritonServer, free_port
+from ich.serving.server import TritonServer
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
@@ -109,15 +109,7 @@ def small_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    logs = tmp_path_factory.mktemp("triton")
-    server = TritonServer(
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        log_path=logs / "tritonserver.log",
-        cache=logs,
-    )
-    server.start()
+    server = TritonServer.on_free_ports(tmp_path_factory.mktemp("triton")).start()
     yield server
     server.stop()
     assert server.process is not None and server.process.poll() is not None

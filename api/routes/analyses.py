@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from sqlalchemy import Row
 
+from api.db import unavailable
 from api.jobs import as_analysis, location
 from api.models import Analysis, AnalysisList, Outputs, Status
 from api.outputs import SEG_FILE, SR_FILE, overlay_path
@@ -123,12 +124,20 @@ async def submit(
                 shutil.rmtree(spool, ignore_errors=True)
     if created:
         gw.workers.submit(row.id)
-    if asynchronous or "respond-async" in (prefer or "").lower():
-        headers = {"Preference-Applied": "respond-async"}
+    try:
+        if asynchronous or "respond-async" in (prefer or "").lower():
+            headers = {"Preference-Applied": "respond-async"}
+            return await asyncio.to_thread(_answer, gw, row.id, headers)
+        finished = await gw.workers.wait(row.id, gw.settings.sync_timeout_s)
+        headers = {} if finished else {"Retry-After": "1"}
         return await asyncio.to_thread(_answer, gw, row.id, headers)
-    finished = await gw.workers.wait(row.id, gw.settings.sync_timeout_s)
-    headers = {} if finished else {"Retry-After": "1"}
-    return await asyncio.to_thread(_answer, gw, row.id, headers)
+    except Exception as error:  # accepted all the same: say so, or a retry would analyse it twice
+        if not unavailable(error):
+            raise
+        retry_after = str(gw.settings.retry_after_s)
+        headers = {"Location": location(row.id), "Retry-After": retry_after}
+        body = as_analysis(row).model_dump(mode="json")
+        return JSONResponse(body, status_code=202, headers=headers)
 
 
 def _answer(gw: Gateway, analysis_id: str, headers: dict[str, str]) -> Response:
@@ -194,14 +203,18 @@ def read(request: Request, analysis_id: str) -> Analysis:
     summary="Delete an analysis: its uploaded DICOM, result and DICOM objects",
     responses=problem_responses(401, 403, 404, 429),
 )
-def remove(request: Request, analysis_id: str) -> Response:
-    gw, row = owned(request, analysis_id, WRITE)
-    gw.assembler.forget(row.id)
+async def remove(request: Request, analysis_id: str) -> Response:
+    gw, row = await asyncio.to_thread(owned, request, analysis_id, WRITE)
+    gw.assembler.forget(row.id)  # the assembler's timers live on the event loop
+    await asyncio.to_thread(_delete, gw, row)
+    return Response(status_code=204)
+
+
+def _delete(gw: Gateway, row: Row) -> None:
     gw.store.delete(row.id)
     shutil.rmtree(gw.workers.spool(row.id), ignore_errors=True)
     shutil.rmtree(gw.workers.results(row.id), ignore_errors=True)
     gw.store.audit(row.client_id, "delete", row.id)
-    return Response(status_code=204)
 
 
 def _outputs(request: Request, analysis_id: str) -> Path:
@@ -211,12 +224,18 @@ def _outputs(request: Request, analysis_id: str) -> Path:
 def ready_outputs(gw: Gateway, row: Row) -> Path:
     """The folder of a finished analysis's DICOM objects, or why they are not there."""
     analysis_id = row.id
+    if row.outputs == Outputs.FAILED.value:
+        raise ProblemError(
+            "outputs-failed",
+            f"The DICOM objects and images of analysis {analysis_id} could not be made (the "
+            "error is logged); its result stands. Submit the study again to retry them.",
+            "Outputs failed",
+        )
     if row.outputs != Outputs.READY.value:
-        state = "failed" if row.outputs == Outputs.FAILED.value else f"{row.status}/{row.outputs}"
         raise ProblemError(
             "outputs-not-ready",
-            f"The DICOM objects of analysis {analysis_id} are not available ({state}); they "
-            "follow a done analysis within seconds.",
+            f"The DICOM objects of analysis {analysis_id} are not available yet "
+            f"({row.status}/{row.outputs}); they follow a done analysis within seconds.",
             "Not ready",
         )
     return gw.workers.results(row.id)

@@ -7,6 +7,7 @@ were stored, 202 when some were refused, 409 when none was stored.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -65,7 +66,7 @@ def _sequence(
 )
 async def store_instances(request: Request) -> JSONResponse:
     gw = gateway(request)
-    client = gw.auth.client(request, WRITE)
+    client = await asyncio.to_thread(gw.auth.client, request, WRITE)
     staging = gw.settings.spool_dir / f"stow-{uuid.uuid4()}"
     gw.assembler.begin(client.id)
     try:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.db import UNAVAILABLE
+from api.db import unavailable
 from api.problems import DESCRIPTIONS, STATUS, ProblemError, problem_responses
 from api.state import gateway
 
@@ -37,8 +35,11 @@ def readyz(request: Request) -> Response:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(request: Request) -> Response:
     gw = gateway(request)
-    with contextlib.suppress(*UNAVAILABLE):  # the other metrics still answer
+    try:
         gw.metrics.queue_depth.set(gw.store.active())
+    except Exception as error:  # the other metrics still answer while the database is away
+        if not unavailable(error):
+            raise
     return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

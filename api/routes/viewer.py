@@ -144,14 +144,15 @@ def _enter(request: Request, gw: Gateway, analysis_id: str, token: str) -> Respo
         )
     path = request.url.path
     answer = RedirectResponse(path, status_code=303, headers=NO_STORE)
+    framed = bool(gw.settings.viewer_frame_ancestors)  # an EHR frame is another site
     answer.set_cookie(
         COOKIE,
         token,
         max_age=max(1, grant.expires - int(time.time())),
         path=path,
         httponly=True,
-        secure=request.url.scheme == "https",
-        samesite="lax",
+        secure=framed or request.url.scheme == "https",
+        samesite="none" if framed else "lax",
     )
     return answer
 

@@ -112,6 +112,13 @@ class TritonServer:
     def __post_init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def on_free_ports(cls, logs: Path, repository: Path = REPOSITORY) -> TritonServer:
+        """A server on free ports of 127.0.0.1 with its log and backends in ``logs``: what
+        tests and drills start beside one another."""
+        ports = (free_port(), free_port(), free_port())
+        return cls(repository, *ports, log_path=logs / "tritonserver.log", cache=logs)
+
     @property
     def http_url(self) -> str:
         return f"{self.host}:{self.http_port}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -165,3 +166,23 @@ def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
     assert "ix_analyses_owner" in {i["name"] for i in inspect(engine).get_indexes("analyses")}
     assert [r.id for r in JobStore(engine).take_over(30, own=True)] == ["x"]  # ownerless
     connect(f"sqlite:///{path}")  # a second start finds nothing to add
+
+
+def test_only_a_locked_or_unreachable_database_counts_as_unavailable(tmp_path: Path) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from api.db import unavailable
+
+    engine = connect(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(OperationalError) as wrong, engine.connect() as db:
+        db.execute(text("SELECT * FROM no_such_table"))
+    assert not unavailable(wrong.value)  # a bug: it must surface as one
+    locker = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    busy = create_engine(f"sqlite:///{tmp_path / 'x.db'}", connect_args={"timeout": 0.1})
+    try:
+        with pytest.raises(OperationalError) as locked, busy.begin() as db:
+            db.execute(text("DELETE FROM audit"))
+    finally:
+        locker.execute("COMMIT")
+    assert unavailable(locked.value), locked.value

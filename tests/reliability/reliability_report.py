@@ -106,6 +106,42 @@ def render(figures: dict[str, Any]) -> str:
         "",
         _table(["check", "result"], [[k.replace("_", " "), v] for k, v in security.items()]),
         "",
+        "## What the drills do (`tests/reliability/`)",
+        "",
+        "- **Hostile input** (`test_hostile_input.py`, `hostile_inputs.py`): Hypothesis mutates a "
+        "valid study (attributes set to odd values, wrong VRs or removed; files truncated, "
+        "overwritten or given an element claiming almost 4 GiB; deflated, implicit, RLE, and "
+        "transfer syntaxes that lie) and sends it as multipart, zip or one DICOM body; then "
+        "bodies that lie about their type, zip bombs, archives whose members escape, nested "
+        "and oversized archives. Every answer must be an analysis or a problem whose status "
+        "`api/problems.py` documents, within 120 s; afterwards a valid study must still be "
+        "analysed and no worker be busy. atheris fuzzes header scan, selection and pixel "
+        "decoding (`fuzz_ingest.py`): anything but the project's own errors is a crash.",
+        "- **OpenAPI** (`test_openapi_fuzz.py`): schemathesis generates requests for every "
+        "operation; no 5xx, and status codes, content types and bodies as documented.",
+        "- **Load** (`test_load.py`): concurrent synchronous clients honour Retry-After; each "
+        "result must carry its own study's UID. The soak samples the processes' resident "
+        "memory every twentieth of the run; growth is measured from the end of its first "
+        "quarter (caches warm). Backpressure: a gateway with one worker and a queue of two.",
+        "- **Faults** (`test_faults.py`): Triton SIGKILLed once work is flowing and started "
+        "again; the gateway SIGKILLed with ten analyses queued and started again under the "
+        "same replica id; a 48 MB tmpfs spool filled below `ICH_MIN_FREE_BYTES`, then filled "
+        "during an upload; SQLite held under an exclusive lock for 14 s; PostgreSQL stopped "
+        "for 8 s and started again. Every accepted analysis is polled to its end.",
+        "- **Security** (`test_security.py`): every per-analysis route without a key, with a "
+        "forged and with a revoked key, and with another client's key; 200 kB and 2,000 "
+        "headers; an upload that stalls; 64 connections stuck mid-header; then the "
+        "gateway's and Triton's logs, every answer and `/metrics` searched for the uploaded "
+        "patient name and ID.",
+        "",
+        "## Limits",
+        "",
+        "- Slow headers: uvicorn has no header-read timeout; the drill shows that stuck "
+        "connections do not starve others, and the Ingress or proxy in front should bound "
+        "them (`docs/deploy.md`).",
+        "- The figures come from one 2-core machine with Triton on the same cores; they show "
+        "what held, not capacity (`docs/deploy.md` sizes that).",
+        "",
     ]
     return "\n".join(out)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
+from hypothesis import HealthCheck, settings
 from pydicom.uid import generate_uid
 
 from ich.phantom.ellipsoid_head import Ellipsoid, EllipsoidHead
@@ -47,6 +48,18 @@ class Profile:
 SHORT = Profile("short (CI)", 25, 8, 15, (1, 4), 12, 60)
 FULL = Profile("full", 150, 30, 60, (1, 2, 4, 8), 24, 1000)
 PROFILE = FULL if os.environ.get("ICH_RELIABILITY") == "full" else SHORT
+
+
+def fuzzing(examples: int) -> settings:
+    """Hypothesis settings of the drills: reproducible in CI, freshly random in the full run."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=PROFILE is not FULL,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+
 
 FIGURES: dict[str, Any] = {"profile": PROFILE.name}
 """Filled by the drills; rendered into docs/reliability.md when ICH_RELIABILITY_REPORT is set."""

@@ -27,7 +27,7 @@ from reliability_support import (  # type: ignore[import-not-found]
 )
 
 from api.process import start_gateway
-from ich.serving.server import TritonServer, free_port
+from ich.serving.server import TritonServer
 
 ENV = {"ICH_RETRY_AFTER_S": "1", "ICH_RATE_LIMIT_PER_MINUTE": "1000000"}
 
@@ -35,15 +35,7 @@ ENV = {"ICH_RETRY_AFTER_S": "1", "ICH_RATE_LIMIT_PER_MINUTE": "1000000"}
 @pytest.fixture(scope="module")
 def own_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     """A Triton of this module's own: the drills kill it."""
-    logs = tmp_path_factory.mktemp("fault-triton")
-    server = TritonServer(
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        log_path=logs / "tritonserver.log",
-        cache=logs,
-    )
-    server.start()
+    server = TritonServer.on_free_ports(tmp_path_factory.mktemp("fault-triton")).start()
     yield server
     server.stop()
 

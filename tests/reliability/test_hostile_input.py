@@ -21,12 +21,13 @@ from hostile_inputs import (  # type: ignore[import-not-found]
     hostile_study,
     zip_bomb,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from reliability_support import (  # type: ignore[import-not-found]
     PROBLEM,
     PROFILE,
     as_zip,
+    fuzzing,
     multipart,
     record,
     tiny_study,
@@ -65,12 +66,7 @@ def bomb() -> bytes:
 def test_mutated_studies_get_an_analysis_or_a_documented_problem(client: httpx.Client) -> None:
     tried: collections.Counter[str] = collections.Counter()
 
-    @settings(
-        max_examples=PROFILE.examples,
-        deadline=None,
-        derandomize=PROFILE.name != "full",
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzzing(PROFILE.examples)
     @given(hostile_study(), st.sampled_from(["multipart", "zip", "dicom"]))
     def property(study: tuple[str, list[bytes]], form: str) -> None:
         label, files = study
@@ -96,12 +92,7 @@ def test_lying_bodies_and_archives_are_refused_with_a_problem(
 ) -> None:
     tried: collections.Counter[str] = collections.Counter()
 
-    @settings(
-        max_examples=PROFILE.examples,
-        deadline=None,
-        derandomize=PROFILE.name != "full",
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzzing(PROFILE.examples)
     @given(hostile_body(bomb))
     def property(body: tuple[str, str, bytes]) -> None:
         label, kind, content = body

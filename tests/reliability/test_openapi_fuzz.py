@@ -8,8 +8,8 @@ import collections
 from typing import Any
 
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from reliability_support import PROFILE, record  # type: ignore[import-not-found]
+from hypothesis import given
+from reliability_support import PROFILE, fuzzing, record  # type: ignore[import-not-found]
 from schemathesis import checks
 
 from api.process import GatewayProcess
@@ -40,13 +40,7 @@ def _fuzz(operation: Any, gateway: GatewayProcess, cases: collections.Counter[st
     label = f"{operation.method.upper()} {operation.path}"
 
     @given(operation.as_strategy())
-    @settings(
-        max_examples=PROFILE.api_examples,
-        deadline=None,
-        derandomize=PROFILE.name != "full",
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
+    @fuzzing(PROFILE.api_examples)
     def fuzz(case: schemathesis.Case) -> None:
         cases[label] += 1
         case.call_and_validate(

@@ -128,6 +128,7 @@ def test_forged_expired_and_misdirected_links_are_refused(
             "forged": (f"/viewer/{positive.id}?token={forged}", "Invalid viewer link"),
             "expired": (f"/viewer/{positive.id}?token={expired}", "Viewer link expired"),
             "another analysis": (f"/viewer/{other.id}?token={token}", "Invalid viewer link"),
+            "not ascii": (f"/viewer/{positive.id}?token=YQ.%C3%A9", "Invalid viewer link"),
         }
         for case, (url, title) in cases.items():
             answer = browser.get(url)
@@ -175,6 +176,9 @@ def test_the_signing_key_is_made_once_and_kept_private(tmp_path: Path) -> None:
     assert signing_key(configured) == b"s" * 32
     with pytest.raises(ValueError, match="at least 32"):
         Settings.model_validate({"link_secret": "short"})
+    (tmp_path / KEY_FILE).write_bytes(b"cut short")  # a damaged key is refused, not used
+    with pytest.raises(RuntimeError, match="remove it"):
+        signing_key(settings)
 
 
 def test_a_token_is_bound_to_its_analysis_and_expiry() -> None:
@@ -185,7 +189,7 @@ def test_a_token_is_bound_to_its_analysis_and_expiry() -> None:
     for analysis, now in (("a1", 1060), ("a2", 1000)):
         with pytest.raises(Exception, match="viewer link"):
             links.check(token, analysis, now=now)
-    for bad in ("", "x", "x.y", token + "x", token.replace(".", ".A", 1)):
+    for bad in ("", "x", "x.y", token + "x", token.replace(".", ".A", 1), "YQ.\u00e9"):
         with pytest.raises(Exception, match="not valid"):
             links.check(bad, "a1", now=1000)
     assert Links(b"other" * 8, 60).issue("a1", "client", now=1000)[0] != token

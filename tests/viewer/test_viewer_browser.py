@@ -18,7 +18,10 @@ from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
+from sqlalchemy import update
 
+from api.db import analyses, connect
+from api.process import GatewayProcess
 from ich.schema import HemorrhageClass
 
 CHROMA = 40
@@ -232,3 +235,20 @@ def test_an_expired_or_forged_link_shows_why(
     heading = browser.find_element(By.TAG_NAME, "h1").text
     assert heading == "Invalid viewer link"
     assert "ask the API for a new one" in browser.find_element(By.TAG_NAME, "main").text
+
+
+def test_failed_images_are_reported_not_polled_for(
+    browser: webdriver.Chrome, gateway: GatewayProcess, sdk: Client, small_synth: Path
+) -> None:
+    analysis = sdk.analyze(sorted(small_synth.glob("case_*"))[3] / "dicom").wait(outputs=True)
+    engine = connect(f"sqlite:///{gateway.data_dir.resolve() / 'ich.db'}")
+    with engine.begin() as db:  # as when writing its images failed
+        db.execute(update(analyses).where(analyses.c.id == analysis.id).values(outputs="failed"))
+    browser.get(sdk.viewer_link(analysis).url)
+    WebDriverWait(browser, 20).until(lambda d: _body(d, "error"))
+    assert _body(browser, "error").startswith("Outputs failed")
+    requests = browser.execute_script(
+        "return performance.getEntriesByType('resource').filter(e => e.name.includes('/planes/'))"
+        ".length"
+    )
+    assert requests <= 6  # the first wave, then it stopped
