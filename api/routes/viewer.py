@@ -209,7 +209,7 @@ def plane(request: Request, analysis_id: str, plane: int) -> Response:
             "the study again to view it."
         )
         raise ProblemError("not-found", detail, "No such plane")
-    if "gzip" in request.headers.get("accept-encoding", ""):
+    if _accepts_gzip(request.headers.get("accept-encoding", "")):
         headers = NO_STORE | {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
         return FileResponse(path, media_type="application/octet-stream", headers=headers)
     return Response(
@@ -217,3 +217,16 @@ def plane(request: Request, analysis_id: str, plane: int) -> Response:
         media_type="application/octet-stream",
         headers=NO_STORE | {"Vary": "Accept-Encoding"},
     )
+
+
+def _accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header allows gzip (by name or ``*``, with q above 0)."""
+    allowed: dict[str, bool] = {}
+    for part in header.split(","):
+        name, _, params = part.strip().partition(";")
+        quality = params.strip().removeprefix("q=")
+        try:
+            allowed[name.strip().lower()] = float(quality or 1) > 0
+        except ValueError:
+            allowed[name.strip().lower()] = False
+    return allowed.get("gzip", allowed.get("*", False))

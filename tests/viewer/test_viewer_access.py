@@ -105,8 +105,11 @@ def test_planes_hold_the_analysed_hu_and_the_apis_masks(
             np.testing.assert_array_equal(hu, np.clip(np.rint(expected), -1024, 3071))
             compared += 1
     assert compared, "no plane with blood maps to a source image"
-    plain = session.get(f"/viewer/{positive.id}/planes/0", headers={"Accept-Encoding": "identity"})
-    assert "content-encoding" not in plain.headers and len(plain.content) == 3 * rows * columns
+    for refused in ("identity", "gzip;q=0, identity", "br"):
+        plain = session.get(f"/viewer/{positive.id}/planes/0", headers={"Accept-Encoding": refused})
+        assert "content-encoding" not in plain.headers and len(plain.content) == 3 * rows * columns
+    starred = session.get(f"/viewer/{positive.id}/planes/0", headers={"Accept-Encoding": "*"})
+    assert starred.headers["content-encoding"] == "gzip"
     beyond = session.get(f"/viewer/{positive.id}/planes/{result.shape[0]}")
     assert (
         beyond.status_code == 404
