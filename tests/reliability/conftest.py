@@ -12,18 +12,10 @@ from pathlib import Path
 
 import pytest
 from reliability_report import render  # type: ignore[import-not-found]
-from reliability_support import FIGURES  # type: ignore[import-not-found]
+from reliability_support import DRILL_ENV, FIGURES  # type: ignore[import-not-found]
 
 from api.process import GatewayProcess, start_gateway
 from ich.serving.server import TritonServer
-
-DRILL_ENV = {
-    "ICH_RATE_LIMIT_PER_MINUTE": "1000000",
-    "ICH_MIN_FREE_BYTES": str(64 << 20),
-    "ICH_RETRY_AFTER_S": "1",
-    "ICH_LOG_LEVEL": "INFO",
-}
-"""A gateway that only the drill's own limits hold back."""
 
 
 @pytest.fixture(scope="module")

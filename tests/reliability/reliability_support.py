@@ -27,6 +27,13 @@ TINY = SeriesSpec(
 """The smallest series the model takes (5-slice input) that still covers the phantom's bleed."""
 PHANTOM = EllipsoidHead(bleeds=(Ellipsoid(centre=(20.0, 10.0, 5.0), radii=(9.0,) * 3, hu=65.0),))
 PROBLEM = "application/problem+json"
+DRILL_ENV = {
+    "ICH_RATE_LIMIT_PER_MINUTE": "1000000",
+    "ICH_MIN_FREE_BYTES": str(64 << 20),
+    "ICH_RETRY_AFTER_S": "1",
+    "ICH_LOG_LEVEL": "INFO",
+}
+"""A drill's gateway: only the limits the drill sets itself hold it back."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from postgres_cluster import PostgresCluster  # type: ignore[import-not-found]
 from reliability_support import (  # type: ignore[import-not-found]
+    DRILL_ENV,
     accounted,
     as_zip,
     multipart,
@@ -28,8 +29,6 @@ from reliability_support import (  # type: ignore[import-not-found]
 
 from api.process import start_gateway
 from ich.serving.server import TritonServer
-
-ENV = {"ICH_RETRY_AFTER_S": "1", "ICH_RATE_LIMIT_PER_MINUTE": "1000000"}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,7 @@ def _submit(client: httpx.Client, count: int) -> dict[str, str]:
 
 
 def test_killing_triton_mid_load_loses_nothing(own_triton: TritonServer, tmp_path: Path) -> None:
-    gateway = start_gateway(tmp_path / "data", own_triton.grpc_url, **ENV)
+    gateway = start_gateway(tmp_path / "data", own_triton.grpc_url, **DRILL_ENV)
     try:
         with gateway.client() as client:
             studies = _submit(client, 12)
@@ -81,7 +80,7 @@ def test_killing_triton_mid_load_loses_nothing(own_triton: TritonServer, tmp_pat
 def test_killing_the_gateway_with_work_queued_loses_nothing(
     own_triton: TritonServer, tmp_path: Path
 ) -> None:
-    env = {**ENV, "ICH_WORKERS": "1", "ICH_REPLICA_ID": "drill"}
+    env = {**DRILL_ENV, "ICH_WORKERS": "1", "ICH_REPLICA_ID": "drill"}
     gateway = start_gateway(tmp_path / "data", own_triton.grpc_url, **env)
     with gateway.client() as client:
         studies = _submit(client, 10)
@@ -114,7 +113,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def test_a_full_spool_disk_refuses_uploads_and_loses_nothing(
     own_triton: TritonServer, small_disk: Path
 ) -> None:
-    env = {**ENV, "ICH_MIN_FREE_BYTES": str(8 << 20)}
+    env = {**DRILL_ENV, "ICH_MIN_FREE_BYTES": str(8 << 20)}
     gateway = start_gateway(small_disk / "data", own_triton.grpc_url, **env)
     filler = small_disk / "filler"
     try:
@@ -148,7 +147,7 @@ def test_a_full_spool_disk_refuses_uploads_and_loses_nothing(
 def test_a_locked_database_answers_503_and_loses_nothing(
     own_triton: TritonServer, tmp_path: Path
 ) -> None:
-    gateway = start_gateway(tmp_path / "data", own_triton.grpc_url, **ENV)
+    gateway = start_gateway(tmp_path / "data", own_triton.grpc_url, **DRILL_ENV)
     database = tmp_path / "data" / "ich.db"
     answers: list[int] = []
     slowest = [0.0]
@@ -196,7 +195,7 @@ def test_an_unreachable_database_answers_503_and_loses_nothing(
     own_triton: TritonServer, tmp_path: Path
 ) -> None:
     cluster = PostgresCluster().start()
-    env = {**ENV, "DATABASE_URL": cluster.url}
+    env = {**DRILL_ENV, "DATABASE_URL": cluster.url}
     gateway = start_gateway(tmp_path / "data", own_triton.grpc_url, **env)
     answers: list[int] = []
     try:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from reliability_support import (  # type: ignore[import-not-found]
+    DRILL_ENV,
     PROFILE,
     multipart,
     record,
@@ -124,10 +125,9 @@ def narrow(triton: TritonServer, tmp_path: Path) -> Any:
     gateway = start_gateway(
         tmp_path / "data",
         triton.grpc_url,
+        **{**DRILL_ENV, "ICH_RATE_LIMIT_PER_MINUTE": "30"},
         ICH_WORKERS="1",
         ICH_QUEUE_LIMIT="2",
-        ICH_RATE_LIMIT_PER_MINUTE="30",
-        ICH_MIN_FREE_BYTES=str(64 << 20),
     )
     yield gateway
     gateway.stop()

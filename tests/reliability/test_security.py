@@ -13,6 +13,7 @@ import pytest
 from reliability_support import (  # type: ignore[import-not-found]
     CANARY_ID,
     CANARY_NAME,
+    DRILL_ENV,
     PROBLEM,
     multipart,
     record,
@@ -34,10 +35,8 @@ def guarded(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> G
     running = start_gateway(
         data,
         triton.grpc_url,
+        **{**DRILL_ENV, "ICH_LOG_LEVEL": "DEBUG"},
         ICH_UPLOAD_IDLE_TIMEOUT_S=str(IDLE_S),
-        ICH_MIN_FREE_BYTES=str(64 << 20),
-        ICH_RATE_LIMIT_PER_MINUTE="100000",
-        ICH_LOG_LEVEL="DEBUG",
     )
     yield running
     running.stop()
