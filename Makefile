@@ -10,7 +10,7 @@ REAL_CQ500 := ../shared/data/real/cq500/dicom
 # pip's notes about optional local indexes are noise on machines that lack them.
 QUIET_PIP := grep -v -e "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: venv run test lint bench clean postgres browser reliability train-data train ship-model export evaluate
+.PHONY: venv run test lint bench clean postgres browser reliability train-data train real-data cross-validate train-real ship-model export evaluate
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,11 +77,30 @@ train-data: venv
 	$(call SYNTH,test_phantom,--studies 100 --seed 9000 --prevalence 0.5)
 	$(call SYNTH,test_real,--studies 30 --seed 9500 --prevalence 0.5 --background real)
 
+# The synthetic-pretrained model (ich/model/weights/ich-cpu-synthetic.pt), which real-data
+# training starts from.
 train: train-data
 	$(BIN)/ich train --config cpu --out runs/cpu-default --resume
 
+# Real anatomy (docs/model-card.md): CT-ICH converted once (never copied into the repo), then
+# 5-fold patient-level cross-validation and the shipped model on all 44 patients, whose
+# operating point comes from the out-of-fold predictions. Interrupted runs resume.
+CTICH := $(DATA)/ctich
+real-data: venv
+	@test -f $(CTICH)/manifest.json || $(BIN)/ich import-ctich --out $(CTICH)
+	$(call SYNTH,train_real,--studies 40 --seed 3000 --prevalence 0.6 --background real)
+	$(call SYNTH,train_drawn,--studies 40 --seed 2000 --prevalence 0.6)
+
+cross-validate: real-data
+	$(BIN)/ich train --config real --folds 5 --fold-data $(CTICH) --out runs/real-cv --resume
+	rm -rf docs/evaluation/ctich_cv && cp -r runs/real-cv/report docs/evaluation/ctich_cv
+
+train-real: real-data
+	$(BIN)/ich train --config real --data $(DATA)/train_real --data $(DATA)/train_drawn \
+	  --data $(CTICH) --operating-point runs/real-cv/operating_point.json --out runs/real --resume
+
 ship-model:
-	cp runs/cpu-default/model.pt ich/model/weights/ich-cpu-default.pt
+	cp runs/real/model.pt ich/model/weights/ich-cpu-default.pt
 	$(BIN)/ich export
 
 # The Triton model repository from the shipped model (TorchScript, CPU); see export/README.md.

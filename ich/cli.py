@@ -290,6 +290,45 @@ def synth_command(
     )
 
 
+@app.command("import-ctich")
+def import_ctich_command(
+    out: Annotated[Path, typer.Option(help="Folder to write the labelled studies into.")],
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            help="CT-ICH volumes folder (NNN/image.nii.gz, NNN/mask.nii.gz, slices.csv); "
+            "default ctich_volumes/ in $ICH_REAL_DATA or the shared/data/real folder."
+        ),
+    ] = None,
+) -> None:
+    """Convert the CT-ICH whole-head scans into labelled studies for `ich train` and
+    `ich evaluate` (DICOM as stored, class labels from the per-slice types)."""
+    from rich.progress import Progress
+
+    from ich.datasets.ctich import CITATION, import_ctich
+
+    folder = source or _default_real_dir() / "ctich_volumes"
+    records: list[dict] = []
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("converting", total=None)
+
+        def advance(record: dict) -> None:
+            records.append(record)
+            progress.advance(task)
+
+        try:
+            import_ctich(folder, out, on_case=advance)
+        except IchError as exc:
+            raise _fail(exc) from exc
+        except OSError as exc:
+            raise _fail(IchError(f"Writing to {out} failed: {exc}")) from exc
+    positives = sum(r["hemorrhage"] for r in records)
+    console.print(
+        f"wrote {len(records)} patients ({positives} with hemorrhage) to {out}; "
+        f"HU as stored (-20..100), spacing approximate. Cite: {CITATION}"
+    )
+
+
 _SHOWN_CASES = 20
 
 
@@ -341,6 +380,17 @@ def train_command(
     folds: Annotated[
         int | None, typer.Option(min=2, max=20, help="Cross-validate: train K models.")
     ] = None,
+    fold_data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="With --folds: only these folders (real patients) are folded; the config's "
+            "data train every fold."
+        ),
+    ] = None,
+    operating_point: Annotated[
+        Path | None,
+        typer.Option(help="Store this operating point (a cross-validation's) in the model."),
+    ] = None,
 ) -> None:
     """Train the detector (several processes: `torchrun --nproc-per-node N -m ich train ...`)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -360,6 +410,10 @@ def train_command(
             updates["validation"] = validation
         if steps is not None:
             updates["steps"] = steps
+        if operating_point is not None:
+            updates["operating_point"] = operating_point
+        if fold_data and not folds:
+            raise typer.BadParameter("--fold-data needs --folds")
         settings = settings.model_validate({**settings.model_dump(), **updates})
         run_dir = out or Path("runs") / settings.name
         with Progress(
@@ -382,7 +436,7 @@ def train_command(
 
             hooks = Hooks(on_cache, on_step)
             if folds:
-                written = cross_validate(settings, run_dir, folds, resume, hooks)
+                written = cross_validate(settings, run_dir, folds, resume, hooks, fold_data or ())
             else:
                 written = train(settings, run_dir, resume, progress=hooks)
     except IchError as exc:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
+from ich.errors import IchError
 from ich.evaluate.runner import ExamOutcome
 from ich.schema import HemorrhageClass, OperatingPoint
 
@@ -51,3 +54,17 @@ def choose_operating_point(
         source=f"most sensitive with specificity >= {min_specificity} on {data} "
         f"({len(outcomes)} exams, {len(clean)} without blood)",
     )
+
+
+def read_operating_point(path: Path) -> OperatingPoint:
+    """An operating point written as JSON (``ich train --folds`` writes one).
+
+    Raises:
+        IchError: the file is missing or is not an operating point.
+    """
+    try:
+        return OperatingPoint.model_validate_json(path.read_text())
+    except OSError as error:
+        raise IchError(f"cannot read the operating point {path}: {error.strerror}") from error
+    except ValidationError as error:
+        raise IchError(f"{path} is not an operating point: {error.errors()[0]['msg']}") from error

@@ -69,7 +69,13 @@ def prepare_output(out: Path, overwrite: bool) -> None:
         raise SynthOutputError(f"Cannot create {out}: {exc.strerror}.") from exc
 
 
-LABEL_NAMES = {0: "background"} | {c.label: c.value for c in HemorrhageClass}
+UNCLASSIFIED = 4
+"""Truth label of blood none of the classes names (intraventricular, or a type the source does
+not place): it counts as blood for the exam and for all-blood Dice, and training leaves its
+planes out, so it is learned neither as a class nor as background."""
+LABEL_NAMES = (
+    {0: "background"} | {c.label: c.value for c in HemorrhageClass} | {UNCLASSIFIED: "unclassified"}
+)
 
 
 def case_record(case: Case, folder: str) -> dict[str, Any]:

@@ -113,14 +113,7 @@ class Case:
     @property
     def affine(self) -> np.ndarray:
         """4x4 from (slice, row, column) indices to patient LPS mm (sheared when tilted)."""
-        row, col = self.spec.row_column()
-        origins = self.spec.origins()
-        affine = np.eye(4)
-        affine[:3, 0] = origins[1] - origins[0] if len(origins) > 1 else np.cross(row, col)
-        affine[:3, 1] = col * self.spec.pixel_spacing_mm
-        affine[:3, 2] = row * self.spec.pixel_spacing_mm
-        affine[:3, 3] = origins[0]
-        return affine
+        return self.spec.affine()
 
     @property
     def classes_present(self) -> list[str]:

@@ -93,6 +93,17 @@ class SeriesSpec:
         first = centre - half * row - half * col if self.origin_mm is None else self.origin_mm
         return np.asarray(first, dtype=float) + k * step
 
+    def affine(self) -> np.ndarray:
+        """4x4 from (slice, row, column) indices to patient LPS mm (sheared when tilted)."""
+        row, col = self.row_column()
+        origins = self.origins()
+        affine = np.eye(4)
+        affine[:3, 0] = origins[1] - origins[0] if len(origins) > 1 else np.cross(row, col)
+        affine[:3, 1] = col * self.pixel_spacing_mm
+        affine[:3, 2] = row * self.pixel_spacing_mm
+        affine[:3, 3] = origins[0]
+        return affine
+
 
 def render(phantom: Phantom, spec: SeriesSpec) -> np.ndarray:
     """HU planes (slices, rows, columns) sampled from the phantom on each slice's plane."""

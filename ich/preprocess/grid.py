@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ich.preprocess.spec import InputSpec
+from ich.preprocess.stored_window import StoredWindow
 
 AIR_HU = -1024.0
 _BRAIN_HU = (0.0, 100.0)
@@ -91,9 +92,22 @@ class ModelGrid:
         return out
 
     def hu_planes(self, hu: np.ndarray) -> np.ndarray:
-        """float32 (planes, size, size) HU on the model grid; air beyond the volume."""
+        """float32 (planes, size, size) HU on the model grid; air beyond the volume.
+
+        A series stored in a display window has its flat bone and air restored first, so
+        resampling draws no rim of blood-like HU along the skull (see ``stored_window``).
+        """
         self._check(hu)
+        window = StoredWindow.detect(hu)
+        if window is not None:
+            hu = window.restore(hu)
         return self._resample(self._slab_mean(hu), AIR_HU)
+
+    def coverage(self, mask: np.ndarray) -> np.ndarray:
+        """float32 (planes, size, size): the share of each model pixel (over its slab and
+        area) that ``mask`` covers."""
+        self._check(mask)
+        return self._resample(self._slab_mean(mask), 0.0)
 
     def labels(self, label: np.ndarray, classes: int = 3) -> np.ndarray:
         """uint8 (planes, size, size): a class label volume on the model grid.
@@ -102,9 +116,7 @@ class ModelGrid:
         takes the class with the largest share there.
         """
         self._check(label)
-        fractions = np.stack(
-            [self._resample(self._slab_mean(label == c), 0.0) for c in range(1, classes + 1)]
-        )
+        fractions = np.stack([self.coverage(label == c) for c in range(1, classes + 1)])
         out = (np.argmax(fractions, axis=0) + 1).astype(np.uint8)
         out[fractions.sum(axis=0) < 0.5] = 0
         return out

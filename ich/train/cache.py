@@ -18,10 +18,11 @@ import numpy as np
 
 from ich.dicom import load
 from ich.errors import IchError
-from ich.phantom.dataset import load_truth, truth_on_volume
+from ich.phantom.dataset import UNCLASSIFIED, load_truth, truth_on_volume
 from ich.preprocess import InputSpec, ModelGrid
+from ich.preprocess.stored_window import StoredWindow
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class TrainingDataError(IchError):
@@ -37,6 +38,12 @@ class CachedCase:
     name: str
     areas: np.ndarray
     """int (planes, 3): pixels of each class per plane."""
+    unclassified: np.ndarray
+    """int (planes,): pixels of blood no class names (left out of training)."""
+    real: bool = False
+    """A real scan with real blood (not a synthetic study): drawn with its own share."""
+    windowed: bool = False
+    """Stored in a display window (bone and air restored on the grid)."""
 
     def hu(self) -> np.ndarray:
         return np.load(self.folder / "hu.npy", mmap_mode="r")
@@ -73,8 +80,12 @@ def _build(case_dir: Path, spec: InputSpec, folder: Path) -> dict[str, Any]:
     label, _, _, record = load_truth(case_dir)
     grid = ModelGrid.fit(volume.hu, volume.spacing_mm, spec)
     hu = np.clip(np.rint(grid.hu_planes(volume.hu)), -1024, 3071).astype(np.int16)
-    labels = grid.labels(truth_on_volume(label, volume))
+    truth = truth_on_volume(label, volume)
+    labels = grid.labels(truth)
     areas = np.stack([(labels == c).sum(axis=(1, 2)) for c in (1, 2, 3)], axis=1)
+    # Any share of unnamed blood marks the plane: it is neither a target nor background.
+    unnamed = grid.coverage(truth == UNCLASSIFIED) > 0
+    unclassified = unnamed.sum(axis=(1, 2))
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "hu.npy", hu)
     np.save(folder / "label.npy", labels)
@@ -82,6 +93,9 @@ def _build(case_dir: Path, spec: InputSpec, folder: Path) -> dict[str, Any]:
         "case": str(case_dir),
         "name": f"{case_dir.parent.name}/{case_dir.name}",
         "areas": areas.tolist(),
+        "unclassified": unclassified.tolist(),
+        "real": record.get("source") is not None,
+        "windowed": StoredWindow.detect(volume.hu) is not None,
         "group": grid.group,
         "classes": record.get("classes"),
     }
@@ -111,5 +125,14 @@ def cache_cases(
     cases = []
     for folder in folders:
         meta = json.loads((folder / "meta.json").read_text())
-        cases.append(CachedCase(folder, meta["name"], np.asarray(meta["areas"], dtype=np.int64)))
+        cases.append(
+            CachedCase(
+                folder,
+                meta["name"],
+                np.asarray(meta["areas"], dtype=np.int64),
+                np.asarray(meta["unclassified"], dtype=np.int64),
+                bool(meta["real"]),
+                bool(meta["windowed"]),
+            )
+        )
     return cases

@@ -32,6 +32,20 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(1e-4, ge=0)
     warmup: int = Field(200, ge=0, description="Steps of linear learning-rate warm-up.")
     negative_fraction: float = Field(0.4, ge=0, lt=1, description="Planes drawn without blood.")
+    real_fraction: float = Field(
+        0.0, ge=0, le=1, description="Planes drawn from real scans (CT-ICH), if any are given."
+    )
+    window_fraction: float = Field(
+        0.0, ge=0, le=1, description="Full-range planes shown as if stored in a brain window."
+    )
+    init: Path | None = Field(
+        None, description="Model file whose weights training starts from (fine-tuning)."
+    )
+    operating_point: Path | None = Field(
+        None,
+        description="JSON operating point to store in the model (cross-validation writes one); "
+        "it replaces the one chosen on validation.",
+    )
     augment: bool = True
     validate_every: int = Field(500, ge=1)
     checkpoint_every: int = Field(100, ge=1)

@@ -10,10 +10,14 @@ from scipy import ndimage as ndi
 from torch.utils.data import Dataset, get_worker_info
 
 from ich.preprocess import InputSpec, stack_indices, windowed
+from ich.preprocess.stored_window import StoredWindow
 from ich.train.augment import augment
 from ich.train.cache import CachedCase
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+BRAIN_WINDOW = StoredWindow(-20.0, 100.0)
+"""The window full-range studies are sometimes stored in (as CT-ICH is): training shows
+full-range planes this way too, so neither kind of series becomes a shortcut or a blind spot."""
 
 
 def targets(label: np.ndarray) -> dict[str, torch.Tensor]:
@@ -44,12 +48,18 @@ class PlaneStacks(Dataset):
     """``dataset[(case, plane)]`` -> (stack (C, S, S) float32, targets), augmented if asked."""
 
     def __init__(
-        self, cases: list[CachedCase], spec: InputSpec, augmented: bool, seed: int
+        self,
+        cases: list[CachedCase],
+        spec: InputSpec,
+        augmented: bool,
+        seed: int,
+        window_fraction: float = 0.0,
     ) -> None:
         self.cases = cases
         self.spec = spec
         self.augmented = augmented
         self.seed = seed
+        self.window_fraction = window_fraction
         self._rng: np.random.Generator | None = None
 
     def _generator(self) -> np.random.Generator:
@@ -70,7 +80,10 @@ class PlaneStacks(Dataset):
         hu = np.asarray(hu_planes[index], dtype=np.float32)
         label = np.asarray(case.label()[plane])
         if self.augmented:
-            hu, label = augment(hu, label, self._generator())
+            rng = self._generator()
+            hu, label = augment(hu, label, rng)
+            if not case.windowed and rng.random() < self.window_fraction:
+                hu = BRAIN_WINDOW.simulate(hu)
         win = windowed(hu, self.spec.windows)  # (windows, context, S, S)
         stack = torch.from_numpy(win.reshape(self.spec.channels, *hu.shape[1:]))
         return stack, targets(label)

@@ -1,14 +1,24 @@
-"""K-fold cross-validation, as the paper's: every study is predicted by the one model that
-never trained on it, and the pooled predictions are written for evaluation."""
+"""K-fold cross-validation at patient level, as the paper's: every study is predicted by the
+one model that never trained on its patient, and the pooled out-of-fold predictions give the
+report and the operating point of the model trained on everything.
+
+Folds are dealt over patients, never studies, and stratified by whether the patient has blood,
+so every fold holds positives and negatives. With ``fold_data`` only those studies (the real
+ones) are folded; the config's own data (synthetic) train every fold.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ich.evaluate.cases import labelled_case
+from ich.evaluate.operating import choose_operating_point
+from ich.evaluate.report import write_report
+from ich.evaluate.runner import ExamOutcome, outcome
 from ich.model.runtime import Analyzer
 from ich.train.cache import list_cases
 from ich.train.config import TrainConfig
@@ -16,14 +26,42 @@ from ich.train.distributed import Distributed
 from ich.train.loop import Progress, TrainingError, train
 
 PREDICTIONS = "predictions.jsonl"
+OPERATING_POINT = "operating_point.json"
+FOLDS = "folds.json"
+REPORT = "report"
 
 
-def fold_of(case_dirs: list[Path], folds: int, seed: int) -> np.ndarray:
-    """The fold of each case: a seeded shuffle dealt round-robin (sizes differ by one at most)."""
-    order = np.random.default_rng([seed, folds]).permutation(len(case_dirs))
-    assignment = np.empty(len(case_dirs), dtype=np.int64)
-    assignment[order] = np.arange(len(case_dirs)) % folds
-    return assignment
+def patient_of(case_dir: Path) -> str:
+    """The patient a study belongs to: its record's ``patient``, else the study itself."""
+    record = case_dir / "truth" / "case.json"
+    if record.is_file():
+        patient = json.loads(record.read_text()).get("patient")
+        if patient is not None:
+            return f"{case_dir.parent.resolve()}:{patient}"
+    return str(case_dir.resolve())
+
+
+def _has_blood(case_dir: Path) -> bool:
+    record = case_dir / "truth" / "case.json"
+    return bool(record.is_file() and json.loads(record.read_text()).get("hemorrhage"))
+
+
+def fold_of(patients: Sequence[str], positive: Sequence[bool], folds: int, seed: int) -> np.ndarray:
+    """The fold of each study: its patient's. Patients are shuffled (seeded) within positive
+    and negative ones and dealt round-robin, so fold sizes and positives differ by one at most.
+
+    Raises:
+        TrainingError: fewer patients than folds.
+    """
+    unique = sorted(set(patients))
+    if len(unique) < folds:
+        raise TrainingError(f"{len(unique)} patients cannot make {folds} folds")
+    sick = {p for p, s in zip(patients, positive, strict=True) if s}
+    rng = np.random.default_rng([seed, folds])
+    groups = (sorted(sick), sorted(set(unique) - sick))
+    order = [p for group in groups for p in rng.permutation(group)]
+    of_patient = {p: i % folds for i, p in enumerate(order)}
+    return np.array([of_patient[p] for p in patients], dtype=np.int64)
 
 
 def cross_validate(
@@ -32,28 +70,68 @@ def cross_validate(
     folds: int,
     resume: bool = False,
     progress: Progress | None = None,
+    fold_data: Sequence[Path] = (),
 ) -> Path:
-    """Train ``folds`` models (``out/fold_K``) and write ``out/predictions.jsonl``: one line per
-    study with its fold and the exam result (label volume included) of its held-out model."""
-    case_dirs = [c for d in config.data for c in list_cases(d)]
-    if len(case_dirs) < folds:
-        raise TrainingError(f"{len(case_dirs)} studies cannot make {folds} folds")
-    assignment = fold_of(case_dirs, folds, config.seed)
+    """Train ``folds`` models (``out/fold_K``) and write ``out/predictions.jsonl`` (one line per
+    held-out study: its fold and exam result, label volume included), the pooled out-of-fold
+    report (``out/report``) and the operating point chosen on it (``out/operating_point.json``).
+
+    A fold whose model is already written is not trained again, so an interrupted run resumes
+    (with ``resume``, the fold in progress continues from its checkpoint).
+    """
+    always = [c for d in config.data for c in list_cases(d)] if fold_data else []
+    folded = [c for d in (fold_data or config.data) for c in list_cases(d)]
+    assignment = fold_of(
+        [patient_of(c) for c in folded], [_has_blood(c) for c in folded], folds, config.seed
+    )
     out.mkdir(parents=True, exist_ok=True)
-    lines = []
+    dist = Distributed.from_env()
+    if dist.main:
+        (out / FOLDS).write_text(
+            json.dumps(
+                {"folds": folds, "seed": config.seed,
+                 "cases": [{"case": str(c), "patient": patient_of(c), "fold": int(f)}
+                           for c, f in zip(folded, assignment, strict=True)]},
+                indent=2,
+            ) + "\n"
+        )  # fmt: skip
+    lines, outcomes = [], []
     for fold in range(folds):
-        training = [c for c, f in zip(case_dirs, assignment, strict=True) if f != fold]
-        model = train(config, out / f"fold_{fold}", resume, training, progress)
-        if not Distributed.from_env().main:
+        held_out = [c for c, f in zip(folded, assignment, strict=True) if f == fold]
+        training = always + [c for c, f in zip(folded, assignment, strict=True) if f != fold]
+        model = out / f"fold_{fold}" / "model.pt"
+        if not model.is_file():
+            model = train(config, out / f"fold_{fold}", resume, training, progress)
+        if not dist.main:
             continue  # the other data-parallel processes only train
         analyzer = Analyzer(model)
-        for case_dir in (c for c, f in zip(case_dirs, assignment, strict=True) if f == fold):
+        for case_dir in held_out:
             case = labelled_case(case_dir)
-            result, _ = analyzer(case.volume, label_volume=True)
+            result, predicted = analyzer(case.volume, label_volume=True)
+            outcomes.append(outcome(case, result, predicted))
             lines.append(
                 {"case": str(case_dir), "fold": fold, "result": result.model_dump(mode="json")}
             )
     path = out / PREDICTIONS
-    if Distributed.from_env().main:
+    if dist.main:
         path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        write_out_of_fold(outcomes, config, out, folds)
     return path
+
+
+def write_out_of_fold(
+    outcomes: list[ExamOutcome], config: TrainConfig, out: Path, folds: int
+) -> None:
+    """The operating point chosen on the pooled out-of-fold outcomes, and their report."""
+    point = choose_operating_point(
+        outcomes,
+        config.min_specificity,
+        f"{folds}-fold patient-level cross-validation (out-of-fold predictions)",
+    )
+    (out / OPERATING_POINT).write_text(point.model_dump_json(indent=2) + "\n")
+    write_report(
+        outcomes,
+        point,
+        out / REPORT,
+        f"{folds}-fold patient-level cross-validation, pooled out-of-fold predictions",
+    )

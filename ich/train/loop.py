@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader
 
 from ich.errors import IchError
 from ich.evaluate.cases import LabelledCase, labelled_case
-from ich.evaluate.operating import choose_operating_point
-from ich.model.checkpoint import save_model
+from ich.evaluate.operating import choose_operating_point, read_operating_point
+from ich.model.checkpoint import load_model, save_model
 from ich.model.detector import Detector
 from ich.model.mask_rcnn import build_mask_rcnn
 from ich.train.cache import cache_cases, list_cases
@@ -100,7 +100,10 @@ def train(
     if not dist.main:
         cases = cache_cases(case_dirs, spec, config.cache)
 
-    network = build_mask_rcnn(config.model).to(dist.device)
+    network = build_mask_rcnn(config.model)
+    if config.init is not None:
+        _start_from(network, config)
+    network = network.to(dist.device)
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -122,10 +125,16 @@ def train(
             kept = torch.load(out / BEST, map_location="cpu", weights_only=True)
             best = float(kept["provenance"]["score"])
     model = dist.wrap(network)
-    sampler = BalancedSampler(cases, config.negative_fraction, config.seed, dist.rank, step)
+    sampler = BalancedSampler(
+        cases, config.negative_fraction, config.seed, dist.rank, step, config.real_fraction
+    )
     loader = DataLoader(
         PlaneStacks(
-            cases, spec, config.augment, seed=config.seed * 7919 + dist.rank * 104729 + step
+            cases,
+            spec,
+            config.augment,
+            seed=config.seed * 7919 + dist.rank * 104729 + step,
+            window_fraction=config.window_fraction,
         ),
         batch_size=config.batch,
         sampler=sampler,
@@ -206,6 +215,23 @@ def train(
     return out / MODEL
 
 
+def _start_from(network: torch.nn.Module, config: TrainConfig) -> None:
+    """Load ``config.init``'s weights: a model file of the same configuration.
+
+    Raises:
+        ModelFileError: the file is unreadable.
+        TrainingError: it was made for another model configuration.
+    """
+    assert config.init is not None
+    loaded, model_config, _, _ = load_model(config.init)
+    if model_config != config.model:
+        raise TrainingError(
+            f"{config.init} was made for another model configuration; fine-tuning needs the "
+            "same one (copy its `model:` section into the training config)"
+        )
+    network.load_state_dict(loaded.state_dict())
+
+
 def _final_model(
     config: TrainConfig,
     network: torch.nn.Module,
@@ -226,6 +252,9 @@ def _final_model(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     operating_point = None
+    if config.operating_point is not None:
+        operating_point = read_operating_point(config.operating_point)
+        provenance["operating_point_from"] = str(config.operating_point)
     if validation:
         if (out / BEST).is_file():
             best = torch.load(out / BEST, map_location="cpu", weights_only=True)
@@ -235,7 +264,8 @@ def _final_model(
             Detector.for_config(network, config.model), config.model, validation
         )
         provenance["validation_metrics"] = validation_metrics(outcomes)
-        operating_point = choose_operating_point(
-            outcomes, config.min_specificity, f"validation set {config.validation}"
-        )
+        if operating_point is None:
+            operating_point = choose_operating_point(
+                outcomes, config.min_specificity, f"validation set {config.validation}"
+            )
     save_model(out / MODEL, network.cpu(), config.model, operating_point, provenance)

@@ -9,6 +9,7 @@ in that plane; groups without planes are left out), then a plane of it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -22,6 +23,12 @@ SMALL_PIXELS = 40
 class BalancedSampler(Sampler[tuple[int, int]]):
     """Yields ``(case, plane)`` pairs without end, from a seeded generator.
 
+    With ``real_fraction`` > 0 and both kinds present, a draw first picks real scans with
+    that probability (else synthetic studies), then balances within them as above: real
+    anatomy (the skull base, bone edges, calcifications, beam hardening of real scanners) is
+    then seen as often as asked, however many synthetic studies there are. Planes with
+    unclassified blood are never drawn.
+
     Each training process seeds with its rank, so data-parallel processes see different
     planes; a resumed run seeds with the step it resumes at.
     """
@@ -33,36 +40,56 @@ class BalancedSampler(Sampler[tuple[int, int]]):
         seed: int,
         rank: int = 0,
         step: int = 0,
+        real_fraction: float = 0.0,
     ) -> None:
         planes = [(c, p) for c, case in enumerate(cases) for p in range(len(case.areas))]
-        areas = np.concatenate([case.areas for case in cases])
         self.planes = np.asarray(planes, dtype=np.int64)
-        self.negatives = np.flatnonzero(areas.sum(axis=1) == 0)
-        self.groups = [
-            group
-            for c in range(areas.shape[1])
-            for group in (
-                np.flatnonzero((areas[:, c] > 0) & (areas[:, c] < SMALL_PIXELS)),
-                np.flatnonzero(areas[:, c] >= SMALL_PIXELS),
-            )
-            if len(group)
-        ]
-        if not self.groups:
+        areas = np.concatenate([case.areas for case in cases])
+        usable = np.concatenate([case.unclassified == 0 for case in cases])
+        real = np.concatenate([np.full(len(case.areas), case.real) for case in cases])
+        pools = (_Pool.of(areas, usable & real), _Pool.of(areas, usable & ~real))
+        if not any(pool.groups for pool in pools):
             raise TrainingDataError(
                 "the training studies hold no plane with blood: nothing to learn from"
             )
-        self.negative_fraction = negative_fraction if len(self.negatives) else 0.0
+        self.pools = [pool for pool in pools if pool.groups or len(pool.negatives)]
+        self.real_fraction = real_fraction
+        self.negative_fraction = negative_fraction
         self.rng = np.random.default_rng([seed, rank, step])
 
     def draw(self) -> tuple[int, int]:
-        if self.rng.random() < self.negative_fraction:
-            index = self.rng.choice(self.negatives)
-        else:
-            group = self.groups[self.rng.integers(len(self.groups))]
-            index = self.rng.choice(group)
+        pool = self.pools[0 if self.rng.random() < self.real_fraction else -1]
+        index = pool.draw(self.rng, self.negative_fraction)
         case, plane = self.planes[index]
         return int(case), int(plane)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         while True:
             yield self.draw()
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """The planes of one kind of study: without blood, and by (class, size) group."""
+
+    negatives: np.ndarray
+    groups: list[np.ndarray]
+
+    @classmethod
+    def of(cls, areas: np.ndarray, member: np.ndarray) -> _Pool:
+        groups = [
+            group
+            for c in range(areas.shape[1])
+            for group in (
+                np.flatnonzero(member & (areas[:, c] > 0) & (areas[:, c] < SMALL_PIXELS)),
+                np.flatnonzero(member & (areas[:, c] >= SMALL_PIXELS)),
+            )
+            if len(group)
+        ]
+        return cls(np.flatnonzero(member & (areas.sum(axis=1) == 0)), groups)
+
+    def draw(self, rng: np.random.Generator, negative_fraction: float) -> int:
+        if len(self.negatives) and (not self.groups or rng.random() < negative_fraction):
+            return int(rng.choice(self.negatives))
+        group = self.groups[rng.integers(len(self.groups))]
+        return int(rng.choice(group))

@@ -12,17 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ctich_source import small_source  # type: ignore[import-not-found]
 from typer.testing import CliRunner
 
 from ich.cli import app
+from ich.datasets.ctich import import_ctich
 from ich.evaluate.operating import threshold_at_specificity
+from ich.model.checkpoint import load_model
 from ich.model.runtime import Analyzer
-from ich.schema import ExamResult
-from ich.train.cache import TrainingDataError, cache_cases, list_cases
+from ich.schema import ExamResult, OperatingPoint
+from ich.train.cache import CachedCase, TrainingDataError, cache_cases, list_cases
 from ich.train.config import TrainConfig, TrainConfigError, load_config
 from ich.train.dataset import PlaneStacks, targets
 from ich.train.folds import cross_validate, fold_of
-from ich.train.loop import train
+from ich.train.loop import TrainingError, train
 from ich.train.sampling import BalancedSampler
 
 TINY = Path(__file__).parents[2] / "ich" / "train" / "configs" / "tiny.yaml"
@@ -62,6 +65,24 @@ def test_sampler_balances_blood_and_no_blood(tiny: TrainConfig) -> None:
     stacks = PlaneStacks(cases, tiny.model.input, augmented=True, seed=0)
     image, _ = stacks[drawn[0]]
     assert image.shape == (15, 64, 64) and 0 <= float(image.min()) <= float(image.max()) <= 1
+
+
+def test_sampler_draws_real_scans_at_their_share_and_never_unclassified_blood() -> None:
+    def case(real: bool, blood: list[int], unnamed: list[int]) -> CachedCase:
+        areas = np.zeros((len(blood), 3), dtype=np.int64)
+        areas[:, 0] = blood
+        return CachedCase(Path(), "c", areas, np.array(unnamed), real=real)
+
+    cases = [
+        case(False, [0, 0, 50, 0] * 25, [0] * 100),  # synthetic: many planes
+        case(True, [0, 30, 0, 0], [0, 0, 0, 0]),
+        case(True, [0, 60, 60, 0], [0, 0, 9, 9]),  # planes 2 and 3 hold unnamed blood
+    ]
+    sampler = BalancedSampler(cases, 0.5, seed=3, real_fraction=0.7)
+    drawn = [sampler.draw() for _ in range(2000)]
+    assert np.mean([cases[c].real for c, _ in drawn]) == pytest.approx(0.7, abs=0.04)
+    assert (2, 2) not in drawn and (2, 3) not in drawn
+    assert {(1, 1), (2, 1), (1, 0), (2, 0)} <= set(drawn)
 
 
 def test_targets_are_one_object_per_region_of_each_class() -> None:
@@ -113,15 +134,45 @@ def test_the_trained_model_analyses_a_study_end_to_end(trained: Path, small_synt
     assert ExamResult.model_validate_json(out.stdout).study_uid == volume.study_uid
 
 
-def test_cross_validation_predicts_every_case_once(tiny: TrainConfig, tmp_path: Path) -> None:
-    assignment = fold_of(list(range(10)), 3, seed=0)  # type: ignore[arg-type]
-    assert sorted(np.bincount(assignment).tolist()) == [3, 3, 4]
-    quick = tiny.model_copy(update={"steps": 2, "validation": None})
-    path = cross_validate(quick, tmp_path, folds=2)
+def test_folds_never_split_a_patient_and_share_the_positives() -> None:
+    patients = [f"p{i // 3}" for i in range(30)]  # ten patients of three studies each
+    positive = [i < 12 for i in range(30)]  # four patients with blood
+    assignment = fold_of(patients, positive, 3, seed=0)
+    for patient in set(patients):
+        assert len({f for p, f in zip(patients, assignment, strict=True) if p == patient}) == 1
+    per_fold = [{p for p, f in zip(patients, assignment, strict=True) if f == k} for k in range(3)]
+    assert sorted(len(p) for p in per_fold) == [3, 3, 4]
+    sick = [len({p for p in fold if p in {"p0", "p1", "p2", "p3"}}) for fold in per_fold]
+    assert sorted(sick) == [1, 1, 2]
+    assert (fold_of(patients, positive, 3, seed=0) == assignment).all()
+    with pytest.raises(TrainingError, match="10 patients cannot make 11 folds"):
+        fold_of(patients, positive, 11, seed=0)
+
+
+def test_cross_validation_folds_real_patients_and_reports_out_of_fold(
+    tiny: TrainConfig, tmp_path: Path
+) -> None:
+    real = tmp_path / "real"
+    import_ctich(small_source(tmp_path / "source", patients=4), real)
+    quick = tiny.model_copy(update={"steps": 2, "validation": None, "real_fraction": 0.5})
+    path = cross_validate(quick, tmp_path / "cv", folds=2, fold_data=[real])
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert sorted(Path(line["case"]).name for line in lines) == [f"case_0000{i}" for i in range(4)]
-    assert {line["fold"] for line in lines} == {0, 1}
+    # Only the real patients are held out, each once; the synthetic studies train every fold.
+    assert sorted(Path(line["case"]).name for line in lines) == [
+        "case_049", "case_050", "case_051", "case_052"
+    ]  # fmt: skip
+    folds = json.loads((tmp_path / "cv" / "folds.json").read_text())["cases"]
+    assert sorted(c["fold"] for c in folds) == [0, 0, 1, 1]
     assert all(line["result"]["label_volume"] for line in lines)
+    chosen = tmp_path / "cv" / "operating_point.json"
+    point = OperatingPoint.model_validate_json(chosen.read_text())
+    assert "cross-validation" in point.source
+    assert (tmp_path / "cv" / "report" / "report.md").is_file()
+    # The shipped model takes that operating point.
+    final = tiny.model_copy(update={"steps": 2, "validation": None, "operating_point": chosen})
+    studies = list_cases(real) + list_cases(tiny.data[0])
+    model = train(final, tmp_path / "final", case_dirs=studies)
+    assert Analyzer(model).operating_point == point
 
 
 def test_two_processes_train_data_parallel_with_gloo(small_synth: Path, tmp_path: Path) -> None:
@@ -197,13 +248,15 @@ def test_real_slices_are_read_and_scored(trained: Path, real: Path) -> None:
     assert 0 <= results["ctich"]["dice_pooled"] <= 1
 
 
-@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu"])
+@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu", "real"])
 def test_bundled_configs_parse_and_build(name: str) -> None:
     from ich.model.mask_rcnn import build_mask_rcnn
 
     config = load_config(TINY.parent / f"{name}.yaml")
     network = build_mask_rcnn(config.model)
     assert sum(p.numel() for p in network.parameters()) > 1000
+    if config.init is not None:  # fine-tuning starts from a shipped file of the same model
+        assert load_model(Path(__file__).parents[2] / config.init)[1] == config.model
 
 
 def test_a_region_survives_training_target_and_mask_read_back_unchanged() -> None:
