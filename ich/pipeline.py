@@ -16,6 +16,7 @@ from ich.dicom.volume import Volume
 from ich.errors import IchError
 from ich.preprocess import InputSpec, ModelGrid, model_input
 from ich.preprocess.outputs import DetectorOutputs, detections_on_volume
+from ich.preprocess.stored_window import StoredWindow
 from ich.quantify import Geometry, instances_from_labels
 from ich.quantify.exam import exam_result
 from ich.quantify.instances import paint_detections
@@ -52,6 +53,21 @@ def prepare(volume: Volume, spec: InputSpec, max_planes: int | None = None) -> P
     return Prepared(grid, model_input(grid.hu_planes(volume.hu), spec))
 
 
+def windowed_warning(window: StoredWindow | None) -> tuple[IngestionWarning, ...]:
+    """Say so when the series came clipped to a display window: what lies beyond it is lost."""
+    if window is None:
+        return ()
+    return (
+        IngestionWarning(
+            code="windowed_series",
+            message=f"The series was stored in a display window ({window.floor:g} to "
+            f"{window.ceiling:g} HU): bone and air are flat in it and were restored as such "
+            "before resampling. Blood against the skull is judged without the bone's own "
+            "detail; send the original full-range series where there is one.",
+        ),
+    )
+
+
 class SeriesContext(BaseModel):
     """Everything the postprocess needs of an ingested series besides its pixels: identity,
     measuring geometry, ingestion warnings and the model grid. Floats survive the JSON round
@@ -83,7 +99,7 @@ class SeriesContext(BaseModel):
             affine=tuple(tuple(float(v) for v in row) for row in geometry.affine),
             plane_sop_instance_uids=geometry.plane_sop_instance_uids,
             plane_frame_numbers=geometry.plane_frame_numbers,
-            warnings=volume.warnings,
+            warnings=volume.warnings + windowed_warning(grid.window),
             spec=grid.spec,
             group=grid.group,
             scale=grid.scale,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,22 @@ def summarise(
                         "bland_altman_mean_ml", "bland_altman_low_ml", "bland_altman_high_ml")
         }  # fmt: skip
     triples = np.array([t for o in outcomes for t in o.iph_abc2]).reshape(-1, 3)
+    sick = [o for o in outcomes if o.positive()]
+    blood = np.array([o.blood_voxels for o in sick], dtype=float).reshape(-1, 3)
+    predicted_ml = np.array([sum(o.predicted_volume_ml.values()) for o in sick])
+    true_ml = np.array([o.true_blood_ml for o in sick])
+    all_blood = {
+        "dice_mean": bootstrap(np.nanmean, np.array([o.dice_all for o in sick]),
+                               resamples=resamples),
+        "dice_pooled": bootstrap(lambda b: float(2 * b[:, 0].sum() / b[:, 1:].sum()), blood,
+                                 resamples=resamples),
+        "pearson_r": bootstrap(pearson_r, predicted_ml, true_ml, resamples=resamples),
+        "pooled_bias_percent": bootstrap(
+            lambda p, t: volume_agreement(p, t)["pooled_bias_percent"], predicted_ml, true_ml,
+            resamples=resamples,
+        ),
+        "unclassified_ml": float(sum(o.unclassified_ml for o in outcomes)),
+    }  # fmt: skip
     abc2 = {}
     for column, method in ((1, "kothari"), (2, "extent")):
         true, estimate = triples[:, 0], triples[:, column]
@@ -140,6 +156,7 @@ def summarise(
         "detection_balanced_by_stratum": strata,
         "dice": segmentation,
         "volume": volume,
+        "all_blood": all_blood,
         "abc2_of_true_iph": abc2,
     }
 
@@ -167,9 +184,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _markdown(summary: dict[str, Any], title: str) -> str:
+def _markdown(summary: dict[str, Any], title: str, notes: Sequence[str] = ()) -> str:
     lines = [f"# {title}", "", f"{summary['exams']} exams, {summary['positive_exams']} with "
              "hemorrhage. 95% bootstrap intervals in brackets.", ""]  # fmt: skip
+    for note in notes:
+        lines += [note, ""]
     headings = (
         ("detection_full", "Exam detection, full set"),
         ("detection_balanced", "Exam detection, balanced set (Table 2)"),
@@ -209,6 +228,12 @@ def _markdown(summary: dict[str, Any], title: str) -> str:
             f"{_cell(v['pearson_r'])} | {PAPER['pearson_r'][c.value]} | "
             f"{_cell(v['bias_percent'], 1)} | {limits} |"
         )
+    every = summary["all_blood"]
+    lines += ["", f"All blood, every class together (and {every['unclassified_ml']:.1f} mL of "
+              "true blood no class names, such as intraventricular): Dice per exam with blood "
+              f"{_cell(every['dice_mean'])}, pooled over them {_cell(every['dice_pooled'])}; "
+              f"total volume r {_cell(every['pearson_r'])}, pooled bias "
+              f"{_cell(every['pooled_bias_percent'], 1)} %."]  # fmt: skip
     kothari, extent = summary["abc2_of_true_iph"]["kothari"], summary["abc2_of_true_iph"]["extent"]
     lines += ["", "ABC/2 of the true IPH masks against their volume: with Kothari's slice "
               f"weighting bias {_cell(kothari['bias_percent'], 1)} %, r "
@@ -315,12 +340,15 @@ def write_report(
     out: Path,
     title: str = "Evaluation",
     resamples: int = 1000,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Write report.md, metrics.json, roc.png, volumes.png and gallery.png into ``out``."""
+    """Write report.md, metrics.json, roc.png, volumes.png and gallery.png into ``out``;
+    ``notes`` are paragraphs under the title (how the predictions were made, the data)."""
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(outcomes, point, resamples=resamples)
     (out / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
-    (out / "report.md").write_text(_markdown(summary, title) + "\n" + _confusion(outcomes, point))
+    text = _markdown(summary, title, notes) + "\n" + _confusion(outcomes, point)
+    (out / "report.md").write_text(text)
     _plots(outcomes, out)
     _gallery(outcomes, point, out)
     return summary

@@ -10,6 +10,7 @@ import numpy as np
 from ich.dicom.volume import Volume
 from ich.evaluate.cases import LabelledCase
 from ich.evaluate.metrics import dice
+from ich.phantom.dataset import UNCLASSIFIED
 from ich.quantify import abc2_ml, instances_from_labels
 from ich.quantify.strata import stratum_of
 from ich.schema import ExamResult, HemorrhageClass
@@ -31,6 +32,11 @@ class ExamOutcome:
     predicted_volume_ml: dict[HemorrhageClass, float]
     dice: dict[HemorrhageClass, float]
     """NaN where neither truth nor prediction has the class."""
+    unclassified_ml: float = 0.0
+    """True blood no class names (intraventricular, say): counted in "any ICH" and all blood."""
+    blood_voxels: tuple[int, int, int] = (0, 0, 0)
+    """All blood, every class together: (overlap, predicted, true) voxels, for Dice per exam
+    and pooled over exams."""
     iph_abc2: list[tuple[float, float, float]] = field(default_factory=list)
     """(true volume, ABC/2 with Kothari's C, ABC/2 with the full extent) of each true IPH."""
     key_slice: np.ndarray | None = None
@@ -39,8 +45,18 @@ class ExamOutcome:
 
     def positive(self, hemorrhage_class: HemorrhageClass | None = None) -> bool:
         if hemorrhage_class is None:
-            return any(v > 0 for v in self.truth_volume_ml.values())
+            return self.unclassified_ml > 0 or any(v > 0 for v in self.truth_volume_ml.values())
         return self.truth_volume_ml[hemorrhage_class] > 0
+
+    @property
+    def true_blood_ml(self) -> float:
+        return sum(self.truth_volume_ml.values()) + self.unclassified_ml
+
+    @property
+    def dice_all(self) -> float:
+        """Dice of all blood against all true blood; NaN when neither has any."""
+        overlap, predicted, true = self.blood_voxels
+        return 2 * overlap / (predicted + true) if predicted + true else float("nan")
 
 
 def outcome(case: LabelledCase, result: ExamResult, predicted: np.ndarray) -> ExamOutcome:
@@ -49,6 +65,7 @@ def outcome(case: LabelledCase, result: ExamResult, predicted: np.ndarray) -> Ex
     truth_instances = instances_from_labels(case.label)
     truth_ml = {c: float((case.label == c.label).sum()) * voxel_ml for c in HemorrhageClass}
     spacing = case.volume.spacing_mm
+    blood, found = case.label > 0, predicted > 0
     return ExamOutcome(
         name=case.name,
         truth_volume_ml=truth_ml,
@@ -59,6 +76,8 @@ def outcome(case: LabelledCase, result: ExamResult, predicted: np.ndarray) -> Ex
         # The volumes the product reports, not recounted here: evaluation checks them.
         predicted_volume_ml={f.hemorrhage_class: f.total_volume_ml for f in result.classes},
         dice={c: dice(predicted == c.label, case.label == c.label) for c in HemorrhageClass},
+        unclassified_ml=float((case.label == UNCLASSIFIED).sum()) * voxel_ml,
+        blood_voxels=(int((blood & found).sum()), int(found.sum()), int(blood.sum())),
         iph_abc2=[
             (
                 i.voxels * voxel_ml,

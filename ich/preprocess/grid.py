@@ -35,6 +35,8 @@ class ModelGrid:
     """Volume pixels per model pixel, (rows, columns)."""
     centre: tuple[float, float]
     """Volume pixel (row, column) under the centre of the model plane."""
+    window: StoredWindow | None = None
+    """The display window the series was stored in, if it was (bone and air are restored)."""
 
     @classmethod
     def fit(
@@ -45,7 +47,7 @@ class ModelGrid:
             raise ValueError(f"expected a (planes, rows, columns) volume, got shape {hu.shape}")
         group = max(1, round(spec.slab_mm / spacing_mm[0])) if spacing_mm[0] > 0 else 1
         scale = (spec.pixel_mm / spacing_mm[1], spec.pixel_mm / spacing_mm[2])
-        return cls(spec, tuple(hu.shape), group, scale, _head_centre(hu))  # type: ignore[arg-type]
+        return cls(spec, tuple(hu.shape), group, scale, _head_centre(hu), StoredWindow.detect(hu))  # type: ignore[arg-type]
 
     @property
     def planes(self) -> int:
@@ -98,9 +100,8 @@ class ModelGrid:
         resampling draws no rim of blood-like HU along the skull (see ``stored_window``).
         """
         self._check(hu)
-        window = StoredWindow.detect(hu)
-        if window is not None:
-            hu = window.restore(hu)
+        if self.window is not None:
+            hu = self.window.restore(hu)
         return self._resample(self._slab_mean(hu), AIR_HU)
 
     def coverage(self, mask: np.ndarray) -> np.ndarray:

@@ -20,7 +20,6 @@ from ich.dicom import load
 from ich.errors import IchError
 from ich.phantom.dataset import UNCLASSIFIED, load_truth, truth_on_volume
 from ich.preprocess import InputSpec, ModelGrid
-from ich.preprocess.stored_window import StoredWindow
 
 CACHE_VERSION = 2
 
@@ -95,7 +94,7 @@ def _build(case_dir: Path, spec: InputSpec, folder: Path) -> dict[str, Any]:
         "areas": areas.tolist(),
         "unclassified": unclassified.tolist(),
         "real": record.get("source") is not None,
-        "windowed": StoredWindow.detect(volume.hu) is not None,
+        "windowed": grid.window is not None,
         "group": grid.group,
         "classes": record.get("classes"),
     }

@@ -115,14 +115,29 @@ def cross_validate(
     path = out / PREDICTIONS
     if dist.main:
         path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-        write_out_of_fold(outcomes, config, out, folds)
+        write_out_of_fold(outcomes, config, out, folds, _citations(fold_data or config.data))
     return path
 
 
+def _citations(folders: Sequence[Path]) -> list[str]:
+    """The data sets' own citations (``ich import-ctich`` writes one into its manifest)."""
+    found = []
+    for folder in folders:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if manifest.get("citation") and manifest["citation"] not in found:
+            found.append(manifest["citation"])
+    return found
+
+
 def write_out_of_fold(
-    outcomes: list[ExamOutcome], config: TrainConfig, out: Path, folds: int
+    outcomes: list[ExamOutcome],
+    config: TrainConfig,
+    out: Path,
+    folds: int,
+    citations: Sequence[str] = (),
 ) -> None:
-    """The operating point chosen on the pooled out-of-fold outcomes, and their report."""
+    """The operating point chosen on the pooled out-of-fold outcomes, and their report (whose
+    flags use that same point: sensitivity and specificity there are where it was chosen)."""
     point = choose_operating_point(
         outcomes,
         config.min_specificity,
@@ -134,4 +149,10 @@ def write_out_of_fold(
         point,
         out / REPORT,
         f"{folds}-fold patient-level cross-validation, pooled out-of-fold predictions",
+        notes=[
+            f"Every exam was predicted by the fold model that never trained on its patient. "
+            f"The operating point (most sensitive thresholds keeping specificity >= "
+            f"{config.min_specificity}) was chosen on these same predictions.",
+            *(f"Data: {c}" for c in citations),
+        ],
     )

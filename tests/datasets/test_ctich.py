@@ -19,6 +19,8 @@ from ich.datasets.ctich import (
 from ich.evaluate.cases import labelled_case
 from ich.nifti import write_volume_nifti
 from ich.phantom.dataset import UNCLASSIFIED, SynthOutputError
+from ich.pipeline import SeriesContext, prepare
+from ich.preprocess import InputSpec
 from ich.preprocess.stored_window import StoredWindow
 
 IPH, EDH_SDH, SAH = 1, 2, 3
@@ -83,7 +85,11 @@ def test_converted_studies_ingest_with_stored_hu_and_truth_on_the_blood(
     assert np.all(np.abs(volume.hu[case.label > 0] - 85) < 1)
     assert case.record["patient"] == "049" and case.record["approximate_spacing"]
     assert case.record["classes_present"] == ["EDH/SDH"]
-    assert StoredWindow.detect(volume.hu) == StoredWindow(-20.0, 100.0)
+    grid = prepare(volume, InputSpec(size=64, pixel_mm=2.0)).grid
+    assert grid.window == StoredWindow(-20.0, 100.0)
+    warnings = SeriesContext.of(volume, grid).warnings
+    assert [w.code for w in warnings] == ["windowed_series"]
+    assert "-20 to 100 HU" in warnings[0].message
     with pytest.raises(SynthOutputError, match="already holds"):
         import_ctich(source, tmp_path / "out")
 

@@ -34,7 +34,7 @@ def test_planes_are_resampled_to_the_model_pixel_and_centred_on_the_head() -> No
 
 
 def test_thin_series_are_averaged_into_slabs() -> None:
-    hu = np.zeros((11, 32, 32), dtype=np.int16)
+    hu = np.full((11, 32, 32), -1000, dtype=np.int16)  # air round it: a full-range series
     hu[:, 10:20, 10:20] = np.arange(11)[:, None, None] * 10
     grid = ModelGrid.fit(hu, (1.25, 2.0, 2.0), SPEC)
     assert grid.group == 4 and grid.planes == 3

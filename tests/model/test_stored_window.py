@@ -52,7 +52,7 @@ def test_resampling_a_clipped_skull_draws_no_rim_along_the_inner_table(
     assert np.mean(np.abs(np.clip(restored, -20, 100) - np.clip(reference, -20, 100))) < 1.0
     # Resampled as stored, the same series grows a blood-like ring round the brain.
     monkeypatch.setattr(StoredWindow, "detect", classmethod(lambda cls, hu: None))
-    naive = grid.hu_planes(clipped)
+    naive = ModelGrid.fit(clipped, (5.0, 0.45, 0.45), SPEC).hu_planes(clipped)
     assert _rim(naive) > 5 * _rim(restored)
     assert _rim(naive) / len(naive) > 100  # a third of the inner table's 465 mm
 
