@@ -267,7 +267,7 @@ def synthetic_samples(count: int, seed: int = 2026) -> list[RealSample]:
     options = CaseOptions(slice_mm=5.0, prevalence=1.0, gantry_tilt_deg=0.0)
     cases = [synthesize(seed, index, options) for index in range(count)]
     if (REAL / "cq500").is_dir():
-        backgrounds = RealBackgrounds(REAL)
+        backgrounds = RealBackgrounds.shared(REAL)
         cases += [backgrounds.synthesize(seed, index, options) for index in range(2)]
     samples = []
     for case in cases:

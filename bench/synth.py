@@ -65,7 +65,7 @@ def main() -> None:
     thin = timed(lambda: synthesize(0, 99, replace(options, slice_mm=0.625)))
     print(f"thin 0.625 mm study ({thin[1].spec.slices} slices): {thin[0]:.2f} s")  # type: ignore[union-attr]
     if REAL.is_dir():
-        backgrounds = RealBackgrounds(REAL)
+        backgrounds = RealBackgrounds.shared(REAL)
         load = timed(lambda: backgrounds.backgrounds)[0]
         real = [timed(lambda i=i: backgrounds.synthesize(0, i, options))[0] for i in range(3)]
         print(f"real backgrounds: load and segment once {load:.1f} s, then per case {median(real)}")

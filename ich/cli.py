@@ -200,6 +200,11 @@ def _default_real_dir() -> Path:
 class Background(StrEnum):
     phantom = "phantom"
     real = "real"
+    ctich = "ctich"
+
+
+CTICH_DEFAULT = Path(".data/ctich")
+"""Where `make real-data` converts CT-ICH to."""
 
 
 @app.command("synth")
@@ -213,13 +218,18 @@ def synth_command(
         float, typer.Option(min=0.0, max=1.0, help="Fraction of studies with hemorrhage.")
     ] = 0.5,
     background: Annotated[
-        Background, typer.Option(help="Procedural phantom heads, or real normal scans.")
+        Background,
+        typer.Option(
+            help="Procedural phantom heads, real normal scans (CQ500, GE), or the CT-ICH heads "
+            "without blood (stored in the brain window, and so are the studies made on them)."
+        ),
     ] = Background.phantom,
     real_dir: Annotated[
         Path | None,
         typer.Option(
             help="Real samples for --background real (read, never copied); default "
-            "$ICH_REAL_DATA, else the shared/data/real folder beside this checkout."
+            "$ICH_REAL_DATA, else the shared/data/real folder beside this checkout. For "
+            f"--background ctich: a folder `ich import-ctich` wrote (default {CTICH_DEFAULT})."
         ),
     ] = None,
     slice_mm: Annotated[
@@ -246,11 +256,14 @@ def synth_command(
 
     options = CaseOptions(prevalence=prevalence, slice_mm=slice_mm, matrix=matrix)
     synthesize: Callable[[int, int, CaseOptions], Case] = phantom_case
-    if background is Background.real:
+    if background is not Background.phantom:
         from ich.phantom.real_background import RealBackgrounds
 
         try:
-            real = RealBackgrounds(real_dir or _default_real_dir())
+            if background is Background.ctich:
+                real = RealBackgrounds.ctich(real_dir or CTICH_DEFAULT)
+            else:
+                real = RealBackgrounds.shared(real_dir or _default_real_dir())
             real.eligible(options)  # loads and checks them now, before anything is written
         except IchError as exc:
             raise _fail(exc) from exc

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,9 +300,13 @@ def patient_folders(source: Path) -> list[Path]:
 
 
 def import_ctich(
-    source: Path, out: Path, on_case: Callable[[dict[str, Any]], None] = lambda record: None
+    source: Path,
+    out: Path,
+    on_case: Callable[[dict[str, Any]], None] = lambda record: None,
+    patients: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Write every patient of ``source`` into ``out`` (``case_NNN``) with a manifest.
+    """Write every patient of ``source`` (or those named in ``patients``) into ``out``
+    (``case_NNN``) with a manifest.
 
     Every patient is read and checked before anything is written, so bad input leaves no
     half-written data set.
@@ -312,6 +316,11 @@ def import_ctich(
         SynthOutputError: ``out`` already holds a data set.
     """
     folders = patient_folders(source)
+    if patients is not None:
+        missing = sorted(set(patients) - {f.name for f in folders})
+        if missing:
+            raise CtichDataError(f"{source} holds no patient(s) {missing}")
+        folders = [f for f in folders if f.name in patients]
     table = read_slice_table(source / "slices.csv")
     unlisted = [f.name for f in folders if f.name not in table]
     if unlisted:

@@ -196,6 +196,14 @@ def write_dataset(
     return manifest
 
 
+def patient_key(record: dict[str, Any]) -> str | None:
+    """Whose scan a study is, across data sets ("ct-ich:049" for a converted CT-ICH scan and
+    for every synthetic study made on that head); None for procedural heads."""
+    if record.get("source") and record.get("patient"):
+        return f"{record['source']}:{record['patient']}"
+    return (record.get("head") or {}).get("patient")
+
+
 def load_truth(case_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """(label, instance, affine, record) of a written case."""
     label, affine = read_volume_nifti(case_dir / "truth" / "label.nii.gz")

@@ -15,6 +15,7 @@ inside the inner table), and the midline shift is recorded.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,6 +28,7 @@ from ich.dicom import DicomInputError, load
 from ich.dicom.volume import Volume
 from ich.errors import IchError
 from ich.phantom.anatomy import Tissue
+from ich.phantom.dataset import patient_key
 from ich.phantom.fields import HeadGrid
 from ich.phantom.generate import (
     Case,
@@ -42,6 +44,7 @@ from ich.phantom.lesions import Site, draw_lesion
 from ich.phantom.mass_effect import Push, displacement, midline_shift_mm
 from ich.phantom.scanner import HeadPose, Planes, Protocol, Renderer
 from ich.phantom.series_writer import SeriesSpec, derived_uid
+from ich.preprocess.stored_window import StoredWindow
 
 SOURCES = {
     "cq500-ct0": "cq500/dicom",
@@ -62,9 +65,16 @@ class Background:
     name: str
     volume: Volume
     site: Site
+    hu: np.ndarray
+    """float32 HU to composite on: the volume's, with flat bone and air restored when it
+    was stored in a display window (so no resampling draws a rim along the skull)."""
+    window: StoredWindow | None = None
+    """The display window the scan was stored in: the output is clipped and stored alike."""
+    patient: str | None = None
+    """Who the scan belongs to, where cross-validation must keep them apart."""
 
 
-def _segment(volume: Volume, name: str) -> Background:
+def _segment(volume: Volume, name: str, owner: str | None = None) -> Background:
     """1 mm grid in patient space (LPS) with the compartments of the real head."""
     corners = np.array(
         [[k, i, j] for k in (0, volume.shape[0] - 1) for i in (0, volume.shape[1] - 1)
@@ -76,9 +86,9 @@ def _segment(volume: Volume, name: str) -> Background:
     points = np.stack(np.broadcast_arrays(x, y, z), axis=-1)
     inverse = np.linalg.inv(volume.affine)
     kij = points @ inverse[:3, :3].T + inverse[:3, 3]
-    hu = ndi.map_coordinates(
-        volume.hu.astype(np.float32), np.moveaxis(kij, -1, 0), order=1, cval=-1024.0
-    )
+    window = StoredWindow.detect(volume.hu)
+    source = volume.hu.astype(np.float32) if window is None else window.restore(volume.hu)
+    hu = ndi.map_coordinates(source, np.moveaxis(kij, -1, 0), order=1, cval=-1024.0)
     smooth = ndi.gaussian_filter(hu, 1.0)
     bone = smooth > 250
     filled = np.stack([ndi.binary_fill_holes(plane) for plane in bone])
@@ -106,7 +116,7 @@ def _segment(volume: Volume, name: str) -> Background:
     centre = (float(x.ravel()[jj].mean()), float(y.ravel()[ii].mean()), float(z.ravel()[kk].mean()))
     infratentorial = intracranial & (z < centre[2] - 22) & (y > centre[1] + 5)
     site = Site(grid, tissue, depth, infratentorial, centre_mm=centre)
-    return Background(name, volume, site)
+    return Background(name, volume, site, source, window, owner)
 
 
 def _noise_sd(hu: np.ndarray) -> float:
@@ -118,7 +128,7 @@ def _noise_sd(hu: np.ndarray) -> float:
 
 
 def _resampled(
-    volume: Volume, slice_mm: float | None, matrix: int
+    background: Background, slice_mm: float | None, matrix: int
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The real HU averaged into slabs of about ``slice_mm`` (native when None or thinner)
     and into ``matrix`` pixels across; returns (HU, affine, slice spacing).
@@ -126,6 +136,7 @@ def _resampled(
     Raises:
         RealBackgroundError: ``matrix`` does not divide the real images' matrix.
     """
+    volume = background.volume
     native = volume.spacing_mm[0]
     group = 1 if slice_mm is None else max(1, round(slice_mm / native))
     rows, cols = volume.shape[1:]
@@ -136,7 +147,7 @@ def _resampled(
         )
     pool = rows // matrix
     planes = volume.shape[0] // group
-    hu = volume.hu[: planes * group].astype(np.float32)
+    hu = background.hu[: planes * group]
     hu = hu.reshape(planes, group, matrix, pool, matrix, pool).mean(axis=(1, 3, 5))
     affine = volume.affine.copy()
     affine[:3, 3] += (
@@ -205,29 +216,53 @@ def _warped(
 
 
 class RealBackgrounds:
-    """The usable real scans under ``root``, loaded and segmented on first use."""
+    """Real scans (name -> DICOM folder), loaded and segmented on first use; ``patients``
+    names whose each scan is, where cross-validation must keep a patient in one fold."""
 
-    def __init__(self, root: Path, names: tuple[str, ...] = tuple(SOURCES)) -> None:
+    def __init__(self, paths: dict[str, Path], patients: dict[str, str] | None = None) -> None:
+        self.paths = paths
+        self.patients = patients or {}
+
+    @classmethod
+    def shared(cls, root: Path, names: tuple[str, ...] = tuple(SOURCES)) -> RealBackgrounds:
+        """The normal full-range series of the real samples folder (:data:`SOURCES`)."""
         unknown = set(names) - set(SOURCES)
         if unknown:
             raise RealBackgroundError(
                 f"Unknown real background(s) {sorted(unknown)}; known: {sorted(SOURCES)}."
             )
-        self.root = root
         available = {n: root / SOURCES[n] for n in names if (root / SOURCES[n]).is_dir()}
         if not available:
             raise RealBackgroundError(
                 f"None of the real background series ({', '.join(SOURCES.values())}) were "
                 f"found under {root}. Point --real-dir at the folder of real samples."
             )
-        self.paths = available
+        return cls(available)
+
+    @classmethod
+    def ctich(cls, folder: Path) -> RealBackgrounds:
+        """The CT-ICH heads without blood, from a folder ``ich import-ctich`` wrote (stored in
+        the brain window: the studies made on them are clipped and stored alike)."""
+        manifest = folder / "manifest.json"
+        if not manifest.is_file():
+            raise RealBackgroundError(
+                f"{manifest} not found: convert CT-ICH first (`ich import-ctich --out {folder}`)"
+            )
+        records = [r for r in json.loads(manifest.read_text())["cases"] if not r["hemorrhage"]]
+        if not records:
+            raise RealBackgroundError(f"{folder} holds no CT-ICH head without blood")
+        names = {f"ct-ich-{r['patient']}": r for r in records}
+        return cls(
+            {name: folder / r["case"] / "dicom" for name, r in names.items()},
+            {name: patient_key(r) for name, r in names.items()},
+        )
 
     @cached_property
     def backgrounds(self) -> list[Background]:
         loaded = []
         for name, path in self.paths.items():
             try:
-                loaded.append(_segment(load(path), name))
+                loaded.append(_segment(load(path), name, self.patients.get(name)))
             except DicomInputError as exc:
                 raise RealBackgroundError(f"{name} could not be read: {exc.message}") from exc
         return loaded
@@ -273,7 +308,7 @@ class RealBackgrounds:
         slice_mm = options.slice_mm
         if slice_mm is None:
             slice_mm = float(rng.choice([5.0, 2.5]))
-        hu, affine, spacing = _resampled(background.volume, slice_mm, options.matrix)
+        hu, affine, spacing = _resampled(background, slice_mm, options.matrix)
         site.slice_mm = spacing
         lesions = [draw_lesion(spec, site, rng) for spec in lesion_specs(rng, options)]
         noise_sd = _noise_sd(hu)
@@ -288,6 +323,10 @@ class RealBackgrounds:
         step = float(affine[:3, 0] @ normal)
         study = synthetic_study(f"real:{background.name}", seed, index, options.digest())
         intercept = -1024.0 if rng.random() < 0.75 else 0.0
+        window = background.window
+        # Stored as the background was: a windowed scan's 0..255 over its window.
+        slope = 1.0 if window is None else (window.ceiling - window.floor) / 255.0
+        intercept = intercept if window is None else window.floor
         spec = SeriesSpec(
             slices=len(hu),
             matrix=matrix,
@@ -298,6 +337,7 @@ class RealBackgrounds:
             tilt_deg=float(np.degrees(np.arccos(min(abs(normal[2]), 1.0)))),
             origin_mm=tuple(affine[:3, 3]),
             rescale_intercept=intercept,
+            rescale_slope=slope,
             pad_outside_fov=False,
             kernel="STANDARD",
             description=f"HEAD {spacing:.3g}mm STND",
@@ -313,6 +353,8 @@ class RealBackgrounds:
         # Blood replaced the real image and its noise: put the noise back where blood is.
         grain = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(noise_sd)
         image += grain * np.minimum(best * 2, 1)
+        if window is not None:  # clipped after every resampling, as the source was stored
+            image = np.clip(image, window.floor, window.ceiling)
         protocol = Protocol(
             matrix=matrix,
             pixel_spacing_mm=pixel,
@@ -325,6 +367,8 @@ class RealBackgrounds:
             noise_sd_hu=noise_sd,
         )
         head = {"source": background.name}
+        if background.patient is not None:
+            head["patient"] = background.patient
         blend = (best, owner, lesions)
         name = f"real:{background.name}"
         case = labelled_case(seed, index, study, spec, protocol, image, blend, head, name)

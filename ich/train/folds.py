@@ -4,7 +4,8 @@ report and the operating point of the model trained on everything.
 
 Folds are dealt over patients, never studies, and stratified by whether the patient has blood,
 so every fold holds positives and negatives. With ``fold_data`` only those studies (the real
-ones) are folded; the config's own data (synthetic) train every fold.
+ones) are folded; the config's own data (synthetic) train every fold, but for synthetic studies
+made on a held-out patient's head, which that fold leaves out.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ich.evaluate.operating import choose_operating_point
 from ich.evaluate.report import write_report
 from ich.evaluate.runner import ExamOutcome, outcome
 from ich.model.runtime import Analyzer
+from ich.phantom.dataset import patient_key
 from ich.train.cache import list_cases
 from ich.train.config import TrainConfig
 from ich.train.distributed import Distributed
@@ -32,12 +34,12 @@ REPORT = "report"
 
 
 def patient_of(case_dir: Path) -> str:
-    """The patient a study belongs to: its record's ``patient``, else the study itself."""
+    """The patient a study belongs to (:func:`patient_key`), else the study itself."""
     record = case_dir / "truth" / "case.json"
     if record.is_file():
-        patient = json.loads(record.read_text()).get("patient")
+        patient = patient_key(json.loads(record.read_text()))
         if patient is not None:
-            return f"{case_dir.parent.resolve()}:{patient}"
+            return patient
     return str(case_dir.resolve())
 
 
@@ -96,9 +98,13 @@ def cross_validate(
             ) + "\n"
         )  # fmt: skip
     lines, outcomes = [], []
+    always_patients = [patient_of(c) for c in always]
     for fold in range(folds):
         held_out = [c for c, f in zip(folded, assignment, strict=True) if f == fold]
-        training = always + [c for c, f in zip(folded, assignment, strict=True) if f != fold]
+        # Synthetic studies made on a held-out patient's head stay out of that fold's training.
+        kept_out = {patient_of(c) for c in held_out}
+        training = [c for c, p in zip(always, always_patients, strict=True) if p not in kept_out]
+        training += [c for c, f in zip(folded, assignment, strict=True) if f != fold]
         model = out / f"fold_{fold}" / "model.pt"
         if not model.is_file():
             model = train(config, out / f"fold_{fold}", resume, training, progress)

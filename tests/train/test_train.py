@@ -175,6 +175,39 @@ def test_cross_validation_folds_real_patients_and_reports_out_of_fold(
     assert Analyzer(model).operating_point == point
 
 
+def test_a_fold_never_trains_on_synthetic_studies_made_on_its_patients_heads(
+    tiny: TrainConfig, trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tmp_path / "real"
+    import_ctich(small_source(tmp_path / "source", patients=4), real)
+    synthetic = tmp_path / "synthetic"
+    cases = []
+    for n, patient in enumerate(("ct-ich:049", "ct-ich:050", None)):
+        case = synthetic / f"case_{n:05d}"
+        (case / "truth").mkdir(parents=True)
+        head = {"source": "x"} | ({} if patient is None else {"patient": patient})
+        (case / "truth" / "case.json").write_text(json.dumps({"case": case.name, "head": head}))
+        cases.append({"case": case.name})
+    (synthetic / "manifest.json").write_text(json.dumps({"cases": cases}))
+    seen: dict[str, list[str]] = {}
+
+    def record(config: TrainConfig, out: Path, *args: object) -> Path:
+        seen[out.name] = [f"{Path(c).parent.name}/{Path(c).name}" for c in args[1]]  # type: ignore[attr-defined]
+        return trained
+
+    monkeypatch.setattr("ich.train.folds.train", record)
+    config = tiny.model_copy(update={"data": (synthetic,), "validation": None})
+    cross_validate(config, tmp_path / "cv", folds=2, fold_data=[real])
+    folds = json.loads((tmp_path / "cv" / "folds.json").read_text())["cases"]
+    for fold in (0, 1):
+        held = {c["patient"] for c in folds if c["fold"] == fold}
+        used = seen[f"fold_{fold}"]
+        assert "synthetic/case_00002" in used  # a procedural head trains every fold
+        for n, patient in enumerate(("ct-ich:049", "ct-ich:050")):
+            assert (f"synthetic/case_{n:05d}" in used) == (patient not in held)
+        assert not {f"real/case_{p.split(':')[1]}" for p in held} & set(used)
+
+
 def test_two_processes_train_data_parallel_with_gloo(small_synth: Path, tmp_path: Path) -> None:
     config = load_config(TINY).model_dump(mode="json")
     config.update(data=[str(small_synth)], cache=str(tmp_path / "cache"), validate_every=100)
