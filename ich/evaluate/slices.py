@@ -27,7 +27,10 @@ from ich.quantify.instances import paint_detections
 from ich.schema import OperatingPoint
 
 ASSUMPTIONS = {
-    "ctich": "HU as stored; pixel 0.45 mm (the data set's; its files carry no spacing)",
+    "ctich": "HU as stored; pixel 0.45 mm (the data set's; its files carry no spacing). These "
+    "15 slices come from CT-ICH patients whose whole scans a model trained on CT-ICH volumes "
+    "(`ich import-ctich`) has seen: for such a model this row is not held out; its "
+    "cross-validation is",
     "masks": "CT-ICH and BHSD masks include intraventricular blood, which is not a class here "
     "(as in the paper): Dice counts it as missed where the model does not call it IPH",
     "bhsd": "PNG grey as an 80 HU wide window whose brain sits at 33 HU; pixel 0.45 mm",

@@ -33,7 +33,8 @@ def test_the_shipped_model_is_small_and_carries_its_operating_point() -> None:
     _, config, point, provenance = load_model(DEFAULT_MODEL)
     assert config.input.size == 256 and config.input.context == 5
     assert point.source.startswith("most sensitive")
-    assert provenance["name"] == "cpu-default" and provenance["training_cases"] == 380
+    assert provenance["name"] == "real" and provenance["training_cases"] == 124
+    assert "cross-validation" in point.source
 
 
 @pytest.fixture(scope="module")
