@@ -84,3 +84,12 @@ def test_the_batched_heads_find_what_torchvisions_heads_find_plane_by_plane(
         torch.testing.assert_close(scores[plane, :n], expected["scores"], atol=1e-5, rtol=0)
         torch.testing.assert_close(masks[plane, :n], expected["masks"][:, 0], atol=1e-4, rtol=0)
         assert not scores[plane, n:].any() and not labels[plane, n:].any()
+
+
+def test_the_shipped_model_does_not_flag_the_real_routine_head(real: Path) -> None:
+    """A real full-range head without blood (GE, tilted gantry) that the synthetic-only model
+    flagged: learning real anatomy must keep it below the operating point."""
+    out = CliRunner().invoke(app, ["analyze", str(real / "ge_head_gantry_tilt"), "--json"])
+    assert out.exit_code == 0, out.output
+    result = ExamResult.model_validate_json(out.stdout)
+    assert not result.any_ich_flagged, result.any_ich_probability
