@@ -219,7 +219,9 @@ def _series(shape: tuple[int, int, int], patient: str) -> SeriesSpec:
     )
 
 
-def case_record(patient: Patient, label: np.ndarray, spec: SeriesSpec, folder: str) -> dict:
+def case_record(
+    patient: Patient, label: np.ndarray, spec: SeriesSpec, study: StudyInfo, folder: str
+) -> dict:
     """The case's JSON record, in the shape ``ich synth`` writes (what evaluation reads)."""
     voxel_ml = float(abs(np.linalg.det(spec.affine()[:3, :3]))) / 1000.0
     volumes = {
@@ -231,7 +233,7 @@ def case_record(patient: Patient, label: np.ndarray, spec: SeriesSpec, folder: s
         "case": folder,
         "source": SOURCE,
         "patient": patient.patient,
-        "study_instance_uid": derived_uid("ctich", patient.patient, "study"),
+        "study_instance_uid": study.study_uid,
         "series_instance_uid": spec.series_uid,
         "classes_present": [c.value for c in HemorrhageClass if volumes[c.value] > 0],
         "hemorrhage": bool(label.any()),
@@ -277,7 +279,7 @@ def write_patient(patient: Patient, folder: Path) -> dict[str, Any]:
     truth.mkdir(parents=True, exist_ok=True)
     write_volume_nifti(truth / "label.nii.gz", label, spec.affine())
     write_volume_nifti(truth / "instance.nii.gz", instance_volume(label), spec.affine())
-    record = case_record(patient, label, spec, folder.name)
+    record = case_record(patient, label, spec, study, folder.name)
     (truth / "case.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 

@@ -83,17 +83,16 @@ def cross_validate(
     """
     always = [c for d in config.data for c in list_cases(d)] if fold_data else []
     folded = [c for d in (fold_data or config.data) for c in list_cases(d)]
-    assignment = fold_of(
-        [patient_of(c) for c in folded], [_has_blood(c) for c in folded], folds, config.seed
-    )
+    patients = [patient_of(c) for c in folded]
+    assignment = fold_of(patients, [_has_blood(c) for c in folded], folds, config.seed)
     out.mkdir(parents=True, exist_ok=True)
     dist = Distributed.from_env()
     if dist.main:
         (out / FOLDS).write_text(
             json.dumps(
                 {"folds": folds, "seed": config.seed,
-                 "cases": [{"case": str(c), "patient": patient_of(c), "fold": int(f)}
-                           for c, f in zip(folded, assignment, strict=True)]},
+                 "cases": [{"case": str(c), "patient": p, "fold": int(f)}
+                           for c, p, f in zip(folded, patients, assignment, strict=True)]},
                 indent=2,
             ) + "\n"
         )  # fmt: skip
@@ -102,7 +101,7 @@ def cross_validate(
     for fold in range(folds):
         held_out = [c for c, f in zip(folded, assignment, strict=True) if f == fold]
         # Synthetic studies made on a held-out patient's head stay out of that fold's training.
-        kept_out = {patient_of(c) for c in held_out}
+        kept_out = {p for p, f in zip(patients, assignment, strict=True) if f == fold}
         training = [c for c, p in zip(always, always_patients, strict=True) if p not in kept_out]
         training += [c for c, f in zip(folded, assignment, strict=True) if f != fold]
         model = out / f"fold_{fold}" / "model.pt"
