@@ -90,14 +90,15 @@ real-data: venv
 	@test -f $(CTICH)/manifest.json || $(BIN)/ich import-ctich --out $(CTICH)
 	$(call SYNTH,train_real,--studies 40 --seed 3000 --prevalence 0.6 --background real)
 	$(call SYNTH,train_drawn,--studies 40 --seed 2000 --prevalence 0.6)
+	$(call SYNTH,train_ctich,--studies 40 --seed 4000 --prevalence 0.6 --background ctich --real-dir $(CTICH))
 
 cross-validate: real-data
 	$(BIN)/ich train --config real --folds 5 --fold-data $(CTICH) --out runs/real-cv --resume
 	rm -rf docs/evaluation/ctich_cv && cp -r runs/real-cv/report docs/evaluation/ctich_cv
 
 train-real: real-data
-	$(BIN)/ich train --config real --data $(DATA)/train_real --data $(DATA)/train_drawn \
-	  --data $(CTICH) --operating-point runs/real-cv/operating_point.json --out runs/real --resume
+	$(BIN)/ich train --config real --data $(DATA)/train_real --data $(DATA)/train_ctich \
+	  --data $(DATA)/train_drawn --data $(CTICH) --operating-point runs/real-cv/operating_point.json --out runs/real --resume
 
 ship-model:
 	cp runs/real/model.pt ich/model/weights/ich-cpu-default.pt

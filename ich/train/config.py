@@ -35,6 +35,13 @@ class TrainConfig(BaseModel):
     real_fraction: float = Field(
         0.0, ge=0, le=1, description="Planes drawn from real scans (CT-ICH), if any are given."
     )
+    hard_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Blood-free draws taken from the planes with the most bone (skull base, "
+        "vertex), where false positives gather.",
+    )
     window_fraction: float = Field(
         0.0, ge=0, le=1, description="Full-range planes shown as if stored in a brain window."
     )

@@ -126,7 +126,13 @@ def train(
             best = float(kept["provenance"]["score"])
     model = dist.wrap(network)
     sampler = BalancedSampler(
-        cases, config.negative_fraction, config.seed, dist.rank, step, config.real_fraction
+        cases,
+        config.negative_fraction,
+        config.seed,
+        dist.rank,
+        step,
+        config.real_fraction,
+        config.hard_fraction,
     )
     loader = DataLoader(
         PlaneStacks(

@@ -4,6 +4,11 @@ Most planes of most studies hold no blood, and SAH and small bleeds are rarer st
 uniformly, the detector would learn little of them. Each draw picks "no blood" with
 ``negative_fraction``, otherwise one of the (class, size) groups evenly (size: small or large
 in that plane; groups without planes are left out), then a plane of it.
+
+The false positives of a detector trained on mid-brain planes gather where bone meets brain:
+the skull base (petrous bone, sinuses, clinoids) and the vertex (skull cut tangentially). A
+share of the "no blood" draws (``hard_fraction``) takes its plane from the quarter of each
+pool's blood-free planes with the most bone for the head they hold.
 """
 
 from __future__ import annotations
@@ -18,6 +23,18 @@ from ich.train.cache import CachedCase, TrainingDataError
 
 SMALL_PIXELS = 40
 """Bleed area in a plane (model pixels, about mm^2) below which it counts as small."""
+BONE_HU = 300
+HEAD_HU = -200
+HARD_QUANTILE = 0.75
+"""Blood-free planes whose bone share reaches this quantile of their pool's are "hard"."""
+
+
+def bone_share(case: CachedCase) -> np.ndarray:
+    """float (planes,): bone pixels over head pixels of each plane (0 where no head)."""
+    hu = case.hu()
+    bone = (hu >= BONE_HU).sum(axis=(1, 2))
+    head = (hu > HEAD_HU).sum(axis=(1, 2))
+    return bone / np.maximum(head, 1)
 
 
 class BalancedSampler(Sampler[tuple[int, int]]):
@@ -41,13 +58,22 @@ class BalancedSampler(Sampler[tuple[int, int]]):
         rank: int = 0,
         step: int = 0,
         real_fraction: float = 0.0,
+        hard_fraction: float = 0.0,
     ) -> None:
         planes = [(c, p) for c, case in enumerate(cases) for p in range(len(case.areas))]
         self.planes = np.asarray(planes, dtype=np.int64)
         areas = np.concatenate([case.areas for case in cases])
         usable = np.concatenate([case.unclassified == 0 for case in cases])
         real = np.concatenate([np.full(len(case.areas), case.real) for case in cases])
-        pools = (_Pool.of(areas, usable & real), _Pool.of(areas, usable & ~real))
+        hardness = (
+            np.concatenate([bone_share(case) for case in cases])
+            if hard_fraction > 0
+            else np.zeros(len(planes))
+        )
+        pools = (
+            _Pool.of(areas, usable & real, hardness),
+            _Pool.of(areas, usable & ~real, hardness),
+        )
         if not any(pool.groups for pool in pools):
             raise TrainingDataError(
                 "the training studies hold no plane with blood: nothing to learn from"
@@ -55,11 +81,12 @@ class BalancedSampler(Sampler[tuple[int, int]]):
         self.pools = [pool for pool in pools if pool.groups or len(pool.negatives)]
         self.real_fraction = real_fraction
         self.negative_fraction = negative_fraction
+        self.hard_fraction = hard_fraction
         self.rng = np.random.default_rng([seed, rank, step])
 
     def draw(self) -> tuple[int, int]:
         pool = self.pools[0 if self.rng.random() < self.real_fraction else -1]
-        index = pool.draw(self.rng, self.negative_fraction)
+        index = pool.draw(self.rng, self.negative_fraction, self.hard_fraction)
         case, plane = self.planes[index]
         return int(case), int(plane)
 
@@ -70,13 +97,15 @@ class BalancedSampler(Sampler[tuple[int, int]]):
 
 @dataclass(frozen=True)
 class _Pool:
-    """The planes of one kind of study: without blood, and by (class, size) group."""
+    """The planes of one kind of study: without blood (all, and the hard ones), and by
+    (class, size) group."""
 
     negatives: np.ndarray
+    hard: np.ndarray
     groups: list[np.ndarray]
 
     @classmethod
-    def of(cls, areas: np.ndarray, member: np.ndarray) -> _Pool:
+    def of(cls, areas: np.ndarray, member: np.ndarray, hardness: np.ndarray) -> _Pool:
         groups = [
             group
             for c in range(areas.shape[1])
@@ -86,10 +115,16 @@ class _Pool:
             )
             if len(group)
         ]
-        return cls(np.flatnonzero(member & (areas.sum(axis=1) == 0)), groups)
+        negatives = np.flatnonzero(member & (areas.sum(axis=1) == 0))
+        hard = negatives[:0]
+        if len(negatives):
+            cut = np.quantile(hardness[negatives], HARD_QUANTILE)
+            hard = negatives[(hardness[negatives] >= cut) & (hardness[negatives] > 0)]
+        return cls(negatives, hard, groups)
 
-    def draw(self, rng: np.random.Generator, negative_fraction: float) -> int:
+    def draw(self, rng: np.random.Generator, negative_fraction: float, hard_fraction: float) -> int:
         if len(self.negatives) and (not self.groups or rng.random() < negative_fraction):
-            return int(rng.choice(self.negatives))
+            among = self.hard if len(self.hard) and rng.random() < hard_fraction else self.negatives
+            return int(rng.choice(among))
         group = self.groups[rng.integers(len(self.groups))]
         return int(rng.choice(group))

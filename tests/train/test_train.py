@@ -85,6 +85,24 @@ def test_sampler_draws_real_scans_at_their_share_and_never_unclassified_blood() 
     assert {(1, 1), (2, 1), (1, 0), (2, 0)} <= set(drawn)
 
 
+def test_sampler_draws_hard_negatives_from_the_bone_rich_planes(tmp_path: Path) -> None:
+    # Eight blood-free planes of a head; planes 0 and 7 (skull base, vertex) are mostly bone.
+    hu = np.full((8, 16, 16), 30, dtype=np.int16)
+    hu[:, :2] = 1000
+    hu[[0, 7], :12] = 1000
+    np.save(tmp_path / "hu.npy", hu)
+    areas = np.zeros((8, 3), dtype=np.int64)
+    areas[3, 0] = 50
+    cases = [CachedCase(tmp_path, "c", areas, np.zeros(8, dtype=np.int64))]
+    plain = BalancedSampler(cases, 1.0 - 1e-9, seed=2)
+    hard = BalancedSampler(cases, 1.0 - 1e-9, seed=2, hard_fraction=0.8)
+    share = [
+        np.mean([p in (0, 7) for _, p in (s.draw() for _ in range(2000))]) for s in (plain, hard)
+    ]
+    assert share[0] == pytest.approx(2 / 7, abs=0.04)
+    assert share[1] == pytest.approx(0.8 + 0.2 * 2 / 7, abs=0.04)
+
+
 def test_targets_are_one_object_per_region_of_each_class() -> None:
     label = np.zeros((32, 32), dtype=np.uint8)
     label[2:5, 3:9] = 1
