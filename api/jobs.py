@@ -17,8 +17,8 @@ from sqlalchemy import Engine, Row, Select, delete, func, insert, or_, select, u
 from sqlalchemy.exc import IntegrityError
 
 from api.db import analyses, audit, replicas
-from api.models import Analysis, Outputs, Status
 from api.problems import ProblemError
+from api.schemas import Analysis, Outputs, Status
 from ich.schema import ExamResult
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pydicom
 
 from api.intake import series_sources
-from api.models import Analysis
+from api.schemas import Analysis
 from api.settings import Settings
 from ich.dicom import load_volume, scan, select
 from ich.overlays import overlay_png

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from api.models import ProblemDetail
+from api.schemas import ProblemDetail
 from ich.errors import IchError
 
 PROBLEM_JSON = "application/problem+json"

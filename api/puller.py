@@ -27,11 +27,12 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from api.db import analyses, pulled
+from api.files import SWEEP_AGE_S
 from api.jobs import JobStore, now
-from api.models import Status
 from api.problems import ProblemError
+from api.schemas import Status
 from api.settings import Settings
-from api.worker import SWEEP_AGE_S, Workers
+from api.worker import Workers
 from ich.logs import uid_digest
 
 log = logging.getLogger("api.puller")
@@ -170,7 +171,7 @@ class Puller:
     ) -> str:
         """Stream the series into a spool folder, then queue the study's analysis; on any
         failure leave nothing behind and release the claim."""
-        folder = self.workers.spool(analysis_id)
+        folder = self.workers.files.spool(analysis_id)
         folder.mkdir(parents=True)
         try:
             count = 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Row
 
 from api.jobs import JobStore
-from api.models import Status
+from api.schemas import Status
 from api.settings import Settings
 from api.stow import Assembler
 from api.worker import Workers

@@ -51,7 +51,12 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(4 << 30, gt=0, description="Largest request body.")
     max_files: int = Field(5000, gt=0, description="Most files (or zip members) per study.")
     max_slices: int = Field(2000, gt=0, description="Most images in the analysed series.")
-    max_zip_ratio: float = Field(200.0, gt=1)
+    max_zip_ratio: float = Field(
+        200.0,
+        gt=1,
+        description="An archive is refused once its members have expanded to this many times "
+        "its own size (counted while unpacking; one blank slice alone may compress 500-fold).",
+    )
     min_free_bytes: int = Field(
         1 << 30,
         ge=0,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pydicom
 
 from api.jobs import JobStore
-from api.models import Status
+from api.schemas import Status
 from api.settings import Settings
 from api.worker import Workers
 from ich.logs import uid_digest
@@ -74,6 +74,8 @@ class Assembler:
     streaming: Counter[str] = field(default_factory=Counter)
     """Store requests in flight per client: their studies may not be complete yet."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    queuing: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    """Analyses whose quiet period passed, being marked queued off the event loop."""
 
     def resume(self, analysis_id: str) -> None:
         """A receiving analysis left by a restart or a stopped replica: queued after the
@@ -81,8 +83,15 @@ class Assembler:
         self._arm(analysis_id)
 
     async def stop(self) -> None:
+        """Cancel the timers and the queuing under way: an analysis not yet queued stays
+        receiving and one not yet submitted stays queued, and either is resumed after the
+        restart (or by another replica)."""
         for timer in self.timers.values():
             timer.cancel()
+        pending = list(self.queuing.values())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def begin(self, client_id: str) -> None:
         self.streaming[client_id] += 1
@@ -91,9 +100,11 @@ class Assembler:
         self.streaming[client_id] -= 1
 
     def forget(self, analysis_id: str) -> None:
-        """A deleted analysis takes no more instances."""
+        """A deleted analysis takes no more instances, and is not queued."""
         if analysis_id in self.timers:
             self.timers.pop(analysis_id).cancel()
+        if analysis_id in self.queuing:
+            self.queuing.pop(analysis_id).cancel()
         self.studies = {k: v for k, v in self.studies.items() if v.analysis_id != analysis_id}
 
     async def add(self, client_id: str, files: list[Path]) -> list[Stored | Refused]:
@@ -110,7 +121,7 @@ class Assembler:
                 if current.instances >= self.settings.max_files:
                     outcomes.append(Refused(sop_class, sop, OUT_OF_RESOURCES))
                     continue
-                target = self.workers.spool(current.analysis_id)
+                target = self.workers.files.spool(current.analysis_id)
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.move(path, target / f"{uid_digest(sop)}.dcm")
                 current.instances += 1
@@ -140,19 +151,38 @@ class Assembler:
         )
 
     def _complete(self, analysis_id: str) -> None:
-        """The quiet period passed: queue the analysis (later, while its client still
-        streams, or when the database does not answer)."""
+        """The quiet period passed: queue the analysis in a task, since that writes to the
+        database, which must not hold up the event loop (nor this timer callback)."""
         self.timers.pop(analysis_id, None)
-        owner = next((v for v in self.studies.values() if v.analysis_id == analysis_id), None)
-        if owner is not None and self.streaming[owner.client_id] > 0:
-            self._arm(analysis_id)
-            return
+        if analysis_id not in self.queuing:
+            loop = asyncio.get_running_loop()
+            self.queuing[analysis_id] = loop.create_task(self._queue(analysis_id))
+
+    async def _queue(self, analysis_id: str) -> None:
+        """Mark the analysis queued (in a thread) and submit it, under the lock so that no
+        instance is filed meanwhile; wait again while its client still streams or when the
+        database does not answer."""
         try:
-            exists = self.store.update(analysis_id, status=Status.QUEUED.value)
-        except Exception:
-            log.exception("could not queue received analysis %s; retrying", analysis_id)
-            self._arm(analysis_id)
-            return
-        self.forget(analysis_id)
-        if exists:
-            self.workers.submit(analysis_id)
+            async with self.lock:
+                if analysis_id in self.timers:  # an instance arrived meanwhile: wait again
+                    return
+                owner = next(
+                    (v for v in self.studies.values() if v.analysis_id == analysis_id), None
+                )
+                if owner is not None and self.streaming[owner.client_id] > 0:
+                    self._arm(analysis_id)
+                    return
+                try:
+                    exists = await asyncio.to_thread(
+                        self.store.update, analysis_id, status=Status.QUEUED.value
+                    )
+                except Exception:
+                    log.exception("could not queue received analysis %s; retrying", analysis_id)
+                    self._arm(analysis_id)
+                    return
+                del self.queuing[analysis_id]  # done: forget() must not cancel this task
+                self.forget(analysis_id)
+                if exists:
+                    self.workers.submit(analysis_id)
+        finally:
+            self.queuing.pop(analysis_id, None)

@@ -13,7 +13,6 @@ import errno
 import hashlib
 import shutil
 import zipfile
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -24,6 +23,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from api.problems import ProblemError
 from api.settings import Settings
+from ich.dicom import InputLimitError
+from ich.dicom.sources import UNREADABLE_ZIP, ArchiveExpansion
 
 ZIP_TYPES = {"application/zip", "application/x-zip-compressed"}
 MAX_FIELD_BYTES = 4096
@@ -255,7 +256,8 @@ async def _multipart(
 def _unpack(files: list[Path], settings: Settings) -> list[Path]:
     """The spooled files, zips replaced by their members written beside them (headers are then
     read from files, not by decompressing each member again). One budget of files and bytes
-    covers the whole request, however many archives it holds."""
+    covers the whole request, however many archives it holds; it is spent by the bytes the
+    members really expand to, whatever their headers state."""
     limits = settings.input_limits
     budget, unpacked = limits.max_total_bytes, []
     for path in files:
@@ -264,34 +266,25 @@ def _unpack(files: list[Path], settings: Settings) -> list[Path]:
             continue
         try:
             with zipfile.ZipFile(path) as archive:
-                for n, info in enumerate(check_archive(archive, settings)):
+                check_archive(archive, settings)
+                expansion = ArchiveExpansion(
+                    archive, path.stat().st_size, "The archive", limits, budget
+                )
+                for n, info in enumerate(expansion.members):
                     if len(unpacked) >= limits.max_files:
                         raise ProblemError(
                             "input-limit",
                             f"More than {limits.max_files} files in one request; send one study.",
                         )
                     target = path.with_name(f"{path.stem}-{n:05d}.dcm")
-                    with archive.open(info) as source, target.open("wb") as out:
-                        while chunk := source.read(1 << 20):
-                            budget -= len(chunk)
-                            if budget < 0:
-                                raise ProblemError(
-                                    "input-limit",
-                                    "The archives expand beyond "
-                                    f"{limits.max_total_bytes:,} bytes; refusing a possible zip "
-                                    "bomb.",
-                                    "Archive too large",
-                                )
+                    with target.open("wb") as out:
+                        for chunk in expansion.read(info):
                             out.write(chunk)
                     unpacked.append(target)
-        except (
-            zipfile.BadZipFile,
-            OSError,
-            EOFError,
-            RuntimeError,
-            NotImplementedError,
-            zlib.error,
-        ) as error:  # corrupt, encrypted or exotic archives
+                budget -= expansion.produced
+        except InputLimitError as error:
+            raise ProblemError("input-limit", str(error), "Archive too large") from None
+        except UNREADABLE_ZIP as error:  # corrupt, encrypted or exotic archives
             raise ProblemError("bad-request", f"The zip archive cannot be read: {error}.") from None
         path.unlink()
     return unpacked
@@ -302,9 +295,9 @@ def _unsafe(member: str) -> bool:
     return path.is_absolute() or ".." in path.parts or bool(PureWindowsPath(member).drive)
 
 
-def check_archive(archive: zipfile.ZipFile, settings: Settings) -> list[zipfile.ZipInfo]:
-    """The file members of a zip, refused if any name leaves the archive, if one expands too
-    far (ratio) or all together too much, before anything is decompressed."""
+def check_archive(archive: zipfile.ZipFile, settings: Settings) -> None:
+    """Refuses a zip whose member names leave it or that holds too many members (how far they
+    expand is counted while they are read: see ``ArchiveExpansion``)."""
     limits = settings.input_limits
     infos = archive.infolist()
     traversing = [i.filename for i in infos if _unsafe(i.filename)]
@@ -314,25 +307,7 @@ def check_archive(archive: zipfile.ZipFile, settings: Settings) -> list[zipfile.
             f"The archive has member paths outside it ({traversing[0]!r}); refusing it.",
             "Unsafe archive",
         )
-    total = sum(i.file_size for i in infos)
-    if total > limits.max_total_bytes:
-        raise ProblemError(
-            "input-limit",
-            f"The archive expands to {total:,} bytes (limit {limits.max_total_bytes:,}); "
-            "refusing a possible zip bomb.",
-            "Archive too large",
-        )
     if len(infos) > limits.max_files:
         raise ProblemError(
             "input-limit", f"The archive holds {len(infos)} files (limit {limits.max_files})."
         )
-    for n, info in enumerate(infos, start=1):
-        ratio = info.file_size / max(info.compress_size, 1)
-        if ratio > limits.max_zip_ratio:
-            raise ProblemError(
-                "input-limit",
-                f"Archive member {n} expands {ratio:.0f}-fold (limit "
-                f"{limits.max_zip_ratio:.0f}); refusing a possible zip bomb.",
-                "Archive too large",
-            )
-    return [i for i in infos if not i.is_dir()]

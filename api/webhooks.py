@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import socket
 import time
@@ -22,9 +23,36 @@ from urllib.parse import urlsplit
 import httpx
 
 from api.problems import ProblemError
+from api.schemas import Analysis
 
 SIGNATURE_HEADER = "ICH-Signature"
 log = logging.getLogger("api.webhooks")
+
+
+def positive_notice(analysis: Analysis) -> bytes:
+    """What the positive-study hook carries: where to read the analysis and what was found
+    (UIDs, flags, probabilities, volumes), nothing about the patient."""
+    result = analysis.result
+    assert result is not None
+    notice = {
+        "event": "analysis.positive",
+        "analysis_id": analysis.id,
+        "link": analysis.links.get("self", ""),
+        "finished": analysis.finished.isoformat() if analysis.finished else None,
+        "study_uid": result.study_uid,
+        "series_uid": result.series_uid,
+        "any_ich_probability": result.any_ich_probability,
+        "classes": [
+            {
+                "hemorrhage_class": c.hemorrhage_class.value,
+                "flagged": c.flagged,
+                "probability": c.probability,
+                "total_volume_ml": c.total_volume_ml,
+            }
+            for c in result.classes
+        ],
+    }
+    return json.dumps(notice).encode()
 
 
 def check_callback(url: str, allow_loopback: bool = False) -> None:

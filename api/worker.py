@@ -1,41 +1,38 @@
-"""A bounded pool of analysis workers: queue, run through Triton, publish, then follow up.
+"""A bounded pool of analysis workers: queue, run through Triton, publish.
 
 An analysis is queued in the database before the client hears "accepted", so a restart finds
 every accepted job (``api.replicas`` hands them back, or to another replica). A worker scans
 headers and selects the series (gateway), sends that series to Triton (pixels), stores the
-result and wakes any waiting request. The DICOM SEG, SR and overlays and the webhook follow,
-off the request's path, and are resumed after a restart too. An unreachable or slow Triton is
-retried a few times before the analysis fails with that reason.
+result and wakes any waiting request; what the analysis then owes (notice, DICOM outputs,
+webhook, C-STORE back) runs off the request's path (``api.follow_ups``). An unreachable or
+slow Triton is retried a few times before the analysis fails with that reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Row
 
 from api.db import unavailable
+from api.files import AnalysisFiles
+from api.follow_ups import FollowUps
 from api.inference import Inference
 from api.intake import select_series
-from api.jobs import PENDING, JobStore, as_analysis, follow_ups_due, now, utc
-from api.keys import client_secret
+from api.jobs import PENDING, JobStore, follow_ups_due, now, utc
 from api.metrics import Metrics
-from api.models import Analysis, Outputs, Status
-from api.outputs import LABEL_FILE, SEG_FILE, SR_FILE, write_outputs
+from api.outputs import LABEL_FILE
 from api.problems import ProblemError, of_error, problem
-from api.sender import DeliveryError, send_objects
+from api.schemas import Outputs, Status
 from api.settings import Settings
-from api.webhooks import check_callback, deliver
 from ich.errors import IchError
 from ich.logs import uid_digest
 from ich.schema import ExamResult
@@ -46,43 +43,6 @@ MAX_ATTEMPTS = 3
 """Tries of one analysis (transient Triton failures, restarts in the middle) before it fails."""
 WAIT_POLL_S = 1.0
 """How often a synchronous request rereads an analysis another replica runs."""
-SWEEP_AGE_S = 3600.0
-"""Files without an analysis this old are swept at start even while other replicas run."""
-
-
-def positive_notice(analysis: Analysis) -> bytes:
-    """What the positive-study hook carries: where to read the analysis and what was found
-    (UIDs, flags, probabilities, volumes), nothing about the patient."""
-    result = analysis.result
-    assert result is not None
-    notice = {
-        "event": "analysis.positive",
-        "analysis_id": analysis.id,
-        "link": analysis.links.get("self", ""),
-        "finished": analysis.finished.isoformat() if analysis.finished else None,
-        "study_uid": result.study_uid,
-        "series_uid": result.series_uid,
-        "any_ich_probability": result.any_ich_probability,
-        "classes": [
-            {
-                "hemorrhage_class": c.hemorrhage_class.value,
-                "flagged": c.flagged,
-                "probability": c.probability,
-                "total_volume_ml": c.total_volume_ml,
-            }
-            for c in result.classes
-        ],
-    }
-    return json.dumps(notice).encode()
-
-
-def _last_modified(entry: Path) -> float:
-    """The newest modification time in a spool or results folder; infinitely recent when a
-    file vanishes meanwhile (its owner is busy with it)."""
-    try:
-        return max([entry.stat().st_mtime] + [p.stat().st_mtime for p in entry.rglob("*")])
-    except OSError:
-        return float("inf")
 
 
 class Outcome(Enum):
@@ -98,34 +58,17 @@ class Workers:
     ) -> None:
         self.settings, self.store, self.inference = settings, store, inference
         self.metrics = metrics
+        self.files = AnalysisFiles(settings, store)
+        self.follow_ups = FollowUps(settings, store, self.files, metrics)
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.finished: dict[str, asyncio.Event] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.background: set[asyncio.Task[None]] = set()
         self.uploading = 0
 
-    def spool(self, analysis_id: str) -> Path:
-        return self.settings.spool_dir / analysis_id
-
-    def spooled(self, analysis_id: str) -> list[Path]:
-        folder = self.spool(analysis_id)
-        return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-
-    def results(self, analysis_id: str) -> Path:
-        return self.settings.results_dir / analysis_id
-
     async def start(self) -> None:
-        """Sweep the files no analysis owns, then start the workers. With other replicas
-        alive on the same volume, only files older than SWEEP_AGE_S go: a younger one may be
-        an upload another replica is still receiving."""
-        others = self.store.others_alive(self.settings.lease_s)
-        oldest = time.time() - SWEEP_AGE_S
-        for folder in (self.settings.spool_dir, self.settings.results_dir):
-            for entry in folder.iterdir():
-                if self.store.get(entry.name) is None and (
-                    not others or _last_modified(entry) < oldest
-                ):
-                    shutil.rmtree(entry, ignore_errors=True)  # stow-* staging included
+        """Sweep the files no analysis owns, then start the workers."""
+        self.files.sweep()
         self.tasks = [asyncio.create_task(self._work()) for _ in range(self.settings.workers)]
 
     def resume(self, row: Row) -> None:
@@ -133,7 +76,7 @@ class Workers:
         if row.status in (Status.QUEUED.value, Status.RUNNING.value):
             self.queue.put_nowait(row.id)
         else:
-            self._spawn(self._follow_up(row.id))
+            self._spawn(self.follow_ups.run(row.id))
 
     async def stop(self) -> None:
         for task in [*self.tasks, *self.background]:
@@ -228,7 +171,7 @@ class Workers:
                 loop.call_later(delay, self.queue.put_nowait, analysis_id)
                 continue
             if outcome is Outcome.FINISHED:
-                self._spawn(self._follow_up(analysis_id))
+                self._spawn(self.follow_ups.run(analysis_id))
             event = self.finished.pop(analysis_id, None)
             if event is not None:
                 event.set()
@@ -248,7 +191,7 @@ class Workers:
             return self._fail(row, problem("analysis-failed", "Analysis failed", detail), started)
         queued_s = max((now() - utc(row.created)).total_seconds(), 0.0)
         try:
-            intake = select_series(self.spooled(analysis_id), self.settings)
+            intake = select_series(self.files.spooled(analysis_id), self.settings)
             selected = time.perf_counter()
             result, label = self.inference.analyze(intake.files)
             inferred = time.perf_counter()
@@ -272,7 +215,7 @@ class Workers:
         codes = {w.code for w in result.warnings}
         extra = [w for w in intake.warnings if w.code not in codes]
         result = result.model_copy(update={"warnings": [*extra, *result.warnings]})
-        out = self.results(analysis_id)
+        out = self.files.results(analysis_id)
         out.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out / LABEL_FILE, label=label)
         timings = {
@@ -295,7 +238,7 @@ class Workers:
             returned=PENDING if self.settings.dicom_destination and row.source == "dimse" else None,
         )
         if not recorded:  # deleted (or taken over) while it ran
-            self._lost(analysis_id)
+            self.files.lost(analysis_id)
             return Outcome.GONE
         self._count(result, timings)
         log.info(
@@ -333,120 +276,9 @@ class Workers:
             webhook="pending" if row.callback_url else "none",
         )
         if not recorded:
-            self._lost(row.id)
+            self.files.lost(row.id)
             return Outcome.GONE
         self.metrics.analyses.labels(code).inc()
         log.info("analysis %s failed: %s after %.2f s", row.id, code, time.perf_counter() - started)
-        self._retire_spool(row.id)
+        self.files.retire_spool(row.id)
         return Outcome.FINISHED
-
-    def _lost(self, analysis_id: str) -> None:
-        """A write was refused: when the analysis was deleted meanwhile, leave nothing of it
-        behind; when another replica took it over, its files are that replica's now."""
-        if self.store.get(analysis_id) is None:
-            shutil.rmtree(self.spool(analysis_id), ignore_errors=True)
-            shutil.rmtree(self.results(analysis_id), ignore_errors=True)
-
-    def _retire_spool(self, analysis_id: str) -> None:
-        if not self.settings.keep_spool:
-            shutil.rmtree(self.spool(analysis_id), ignore_errors=True)
-
-    async def _follow_up(self, analysis_id: str) -> None:
-        """What a done analysis owes, each if pending: the positive-study notice first (it is
-        the triage signal), its DICOM SEG, SR and overlays, its webhook, and the SEG and SR
-        sent back over DICOM. Each step records itself, so one interrupted by the database
-        going away is taken up again where it stopped."""
-        while True:
-            try:
-                await self._follow_up_once(analysis_id)
-                return
-            except Exception as error:
-                if not unavailable(error):
-                    raise
-                log.warning("follow-up of %s waits for the database: %s", analysis_id, error)
-                await asyncio.sleep(self.settings.retry_after_s)
-
-    async def _follow_up_once(self, analysis_id: str) -> None:
-        store = self.store
-        row = await asyncio.to_thread(store.get, analysis_id)
-        if row is not None and row.notified == PENDING:
-            delivered = await self._deliver(
-                row,
-                self.settings.positive_webhook_url,
-                "analysis.positive",
-                positive_notice(as_analysis(row)),
-                self.settings.positive_webhook_secret or "",
-            )
-            notified = "delivered" if delivered else "failed"
-            await asyncio.to_thread(store.update, row.id, notified=notified)
-        if row is not None and row.outputs == Outputs.PENDING.value:
-            await asyncio.to_thread(self._outputs, row)
-            row = await asyncio.to_thread(store.get, analysis_id)
-        if row is not None and row.webhook == PENDING:
-            secret = await asyncio.to_thread(client_secret, store.engine, row.client_id)
-            delivered = await self._deliver(
-                row,
-                row.callback_url,
-                f"analysis.{row.status}",
-                as_analysis(row).model_dump_json().encode(),
-                secret,
-            )
-            webhook = "delivered" if delivered else "failed"
-            await asyncio.to_thread(store.update, row.id, webhook=webhook)
-        if row is not None and row.returned == PENDING:
-            sent = await asyncio.to_thread(self._return, row)
-            await asyncio.to_thread(store.update, row.id, returned="sent" if sent else "failed")
-
-    def _outputs(self, row: Row) -> None:
-        state = Outputs.READY
-        try:
-            write_outputs(
-                self.spooled(row.id), self.results(row.id), as_analysis(row), self.settings
-            )
-        except Exception:
-            log.exception("DICOM outputs of analysis %s failed", row.id)
-            state = Outputs.FAILED
-        if not self.store.update(row.id, outputs=state.value):
-            self._lost(row.id)
-            return
-        self._retire_spool(row.id)
-
-    async def _deliver(
-        self, row: Row, url: str | None, event: str, body: bytes, secret: str
-    ) -> bool:
-        """POST ``body`` signed with ``secret``, with retries; False when it could not be
-        delivered."""
-        try:
-            check_callback(url or "", self.settings.webhook_allow_loopback)
-            delivered = await deliver(
-                url or "",
-                secret,
-                event,
-                body,
-                self.settings.webhook_attempts,
-                self.settings.webhook_backoff_s,
-                self.settings.webhook_timeout_s,
-            )
-        except ProblemError as refused:
-            log.warning("%s of analysis %s refused: %s", event, row.id, refused.message)
-            delivered = False
-        outcome = "delivered" if delivered else "failed"
-        self.metrics.webhooks.labels(outcome).inc()
-        await asyncio.to_thread(
-            self.store.audit, row.client_id, f"webhook-{outcome}", row.id, event
-        )
-        return delivered
-
-    def _return(self, row: Row) -> bool:
-        """C-STORE the SEG and SR to the DICOM destination; False when it refused."""
-        folder = self.results(row.id)
-        try:
-            send_objects(
-                [folder / SEG_FILE, folder / SR_FILE],
-                self.settings.dicom_destination or "",
-                self.settings.dicom_ae_title,
-            )
-        except (DeliveryError, OSError) as error:
-            log.warning("SEG/SR of analysis %s not sent back: %s", row.id, error)
-            return False
-        return True

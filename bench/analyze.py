@@ -28,14 +28,14 @@ import torch
 from study import write_study
 
 from ich.dicom import load
+from ich.model.analyzer import Analyzer
 from ich.model.checkpoint import DEFAULT_MODEL
-from ich.model.runtime import Analyzer
 
 _COLD = """
 import json, resource, sys, time
 start = time.perf_counter()
 from ich.dicom import load
-from ich.model.runtime import Analyzer
+from ich.model.analyzer import Analyzer
 from pathlib import Path
 analyzer = Analyzer(Path(sys.argv[2]))
 result, _ = analyzer(load(Path(sys.argv[1])))

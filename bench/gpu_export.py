@@ -29,9 +29,9 @@ from export.onnx import check_onnx, export_onnx
 from export.parity import compare
 from export.torchscript import export_torchscript
 from ich.dicom import load
+from ich.model.analyzer import torch_forward
 from ich.model.checkpoint import DEFAULT_MODEL, load_model
 from ich.model.detector import Detector
-from ich.model.runtime import torch_forward
 from ich.pipeline import prepare
 from ich.preprocess import blocks
 

@@ -23,7 +23,7 @@ from study import ratio_line, throughput, write_study
 
 from api.process import status_mb
 from ich.dicom import load
-from ich.model.runtime import Analyzer
+from ich.model.analyzer import Analyzer
 from ich.serving.client import PIPELINE, PipelineClient, study_files
 from ich.serving.server import REPOSITORY, TritonServer, free_port
 

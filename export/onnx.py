@@ -10,9 +10,9 @@ import torch
 
 from export.errors import ExportError
 from export.parity import Parity, compare
+from ich.model.analyzer import torch_forward
+from ich.model.contract import DETECTOR_OUTPUTS
 from ich.model.detector import Detector
-from ich.model.runtime import torch_forward
-from ich.serving.backend import DETECTOR_OUTPUTS
 
 TORCHSCRIPT_EXPORTER_MAX_OPSET = 20
 """torch.onnx's TorchScript-based exporter, the one that converts torchvision's NMS and

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from ich.serving.backend import DETECTOR_OUTPUTS
+from ich.model.contract import DETECTOR_OUTPUTS
 
 OUTPUT_NAMES = tuple(name.split("__")[0] for name in DETECTOR_OUTPUTS)
 FP32 = {"boxes": 0.5, "scores": 1e-3, "masks": 0.02}

@@ -20,9 +20,9 @@ from export.formats import PLATFORMS, WEIGHTS, Format, Target
 from export.parity import Parity
 from export.sample import sample_blocks
 from ich.model.checkpoint import load_model
+from ich.model.contract import DETECTOR_OUTPUTS
 from ich.model.detector import Detector
 from ich.preprocess import BLOCK_PLANES, BLOCKS_PER_CALL, InputSpec
-from ich.serving.backend import DETECTOR_OUTPUTS
 
 MAX_BLOCKS = 32
 """Blocks one request may carry (512 model planes): the detector's max_batch_size."""

@@ -15,9 +15,9 @@ import numpy as np
 
 from export.errors import ExportError
 from export.parity import FP16, FP32, Parity, compare
+from ich.model.analyzer import torch_forward
+from ich.model.contract import DETECTOR_OUTPUTS
 from ich.model.detector import Detector
-from ich.model.runtime import torch_forward
-from ich.serving.backend import DETECTOR_OUTPUTS
 
 WORKSPACE_BYTES = 4 << 30
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from ich.model.analyzer import frozen_detector, quiet_jit
 from ich.model.detector import Detector
-from ich.model.runtime import frozen_detector, quiet_jit
 
 
 def export_torchscript(detector: Detector, path: Path) -> None:

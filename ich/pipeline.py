@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict
 
 from ich.dicom.volume import Volume
 from ich.errors import IchError
+from ich.postprocess import DetectorOutputs, detections_on_volume
 from ich.preprocess import InputSpec, ModelGrid, model_input
-from ich.preprocess.outputs import DetectorOutputs, detections_on_volume
 from ich.preprocess.stored_window import StoredWindow
-from ich.quantify import Geometry, instances_from_labels
+from ich.quantify import MeasurementGrid, instances_from_labels
 from ich.quantify.exam import exam_result
 from ich.quantify.instances import paint_detections
 from ich.schema import ExamResult, IngestionWarning, OperatingPoint
@@ -90,7 +90,7 @@ class SeriesContext(BaseModel):
 
     @classmethod
     def of(cls, volume: Volume, grid: ModelGrid) -> SeriesContext:
-        geometry = Geometry.of(volume)
+        geometry = MeasurementGrid.of(volume)
         return cls(
             study_uid=volume.study_uid,
             series_uid=volume.series_uid,
@@ -107,8 +107,8 @@ class SeriesContext(BaseModel):
         )
 
     @property
-    def geometry(self) -> Geometry:
-        return Geometry(
+    def geometry(self) -> MeasurementGrid:
+        return MeasurementGrid(
             self.shape,
             self.spacing_mm,
             np.asarray(self.affine, dtype=float),
@@ -132,10 +132,9 @@ def finish(
     shape = context.shape
     label, score = paint_detections(detections_on_volume(context.grid, outputs), shape)
     instances = instances_from_labels(label, score)
-    thresholds = operating_point.thresholds
     reported = np.zeros(shape, dtype=np.uint8)
     for instance in instances:
-        if instance.score >= thresholds[instance.hemorrhage_class]:
+        if operating_point.reports(instance.hemorrhage_class, instance.score):
             reported[instance.region][instance.mask] = instance.hemorrhage_class.label
     result = exam_result(
         context.study_uid,

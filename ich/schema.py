@@ -211,6 +211,11 @@ class OperatingPoint(_Model):
             raise ValueError(f"operating point has no threshold for {', '.join(missing)}")
         return self
 
+    def reports(self, hemorrhage_class: HemorrhageClass, score: float) -> bool:
+        """The one rule for a finding of a class (an instance, or the class's exam
+        probability): reported, and flagged, when its score reaches the class threshold."""
+        return score >= self.thresholds[hemorrhage_class]
+
 
 class ExamResult(_Model):
     """Everything the analysis of one series says: flags, per-class findings, instances."""

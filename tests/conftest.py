@@ -9,11 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from ellipsoid_head import Ellipsoid, EllipsoidHead
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from api.process import GatewayProcess, start_gateway
-from ich.phantom.ellipsoid_head import Ellipsoid, EllipsoidHead
 from ich.phantom.series_writer import (
     SeriesSpec,
     StudyInfo,

@@ -1,21 +1,18 @@
-"""NIfTI-1 reading and writing: round trips, the three geometry sources, and a real file."""
+"""NIfTI-1 reading and writing: round trips, the three geometry sources, exchange with
+nibabel's own files, unreadable files, and a real file."""
 
 from __future__ import annotations
 
 import gzip
+import re
+from collections.abc import Callable
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
-from ich.nifti import (
-    quaternion_to_rotation,
-    read_nifti,
-    read_volume_nifti,
-    rotation_to_quaternion,
-    write_nifti,
-    write_volume_nifti,
-)
+from ich.nifti import read_nifti, read_volume_nifti, write_nifti, write_volume_nifti
 
 AFFINE_TOLERANCE = 1e-4
 """NIfTI-1 stores geometry as float32."""
@@ -42,6 +39,13 @@ def header_field(path: Path, offset: int, dtype: str, count: int = 1) -> np.ndar
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     return np.frombuffer(raw, dtype, count=count, offset=offset)
+
+
+def drop_sform(path: Path) -> None:
+    """Zero sform_code in an uncompressed file: readers fall back to the qform."""
+    raw = bytearray(path.read_bytes())
+    raw[254:256] = np.int16(0).tobytes()
+    path.write_bytes(bytes(raw))
 
 
 ROTATED = affine(
@@ -76,9 +80,7 @@ def test_qform_alone_gives_the_same_affine(tmp_path: Path, geometry: np.ndarray)
     path = tmp_path / "image.nii"
     write_nifti(path, np.zeros((4, 4, 4), np.int16), geometry)
     assert header_field(path, 252, "<i2", 2).tolist() == [1, 1]  # qform_code, sform_code
-    raw = bytearray(path.read_bytes())
-    raw[254:256] = np.int16(0).tobytes()  # drop the sform: readers fall back to the qform
-    path.write_bytes(bytes(raw))
+    drop_sform(path)
     image = read_nifti(path)
     assert image.affine_source == "qform"
     assert np.allclose(image.affine, geometry, atol=AFFINE_TOLERANCE)
@@ -102,9 +104,16 @@ def test_sheared_affine_is_kept_in_the_sform_only(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("degrees", [0.0, 45.0, 179.0, 180.0])
 @pytest.mark.parametrize("axis", [0, 1, 2])
-def test_quaternion_round_trip(axis: int, degrees: float) -> None:
+def test_qform_keeps_every_rotation(tmp_path: Path, axis: int, degrees: float) -> None:
+    """Half turns put the quaternion's real part at 0, where float32 rounding bites."""
     matrix = rotation(axis, degrees) @ rotation((axis + 1) % 3, degrees / 3)
-    assert np.allclose(quaternion_to_rotation(*rotation_to_quaternion(matrix)), matrix)
+    geometry = affine(matrix @ np.diag([0.45, 0.5, 5.0]), (10.0, -20.0, 30.0))
+    path = tmp_path / "image.nii"
+    write_nifti(path, np.zeros((2, 2, 2), np.uint8), geometry)
+    drop_sform(path)
+    image = read_nifti(path)
+    assert image.affine_source == "qform"
+    assert np.allclose(image.affine, geometry, atol=AFFINE_TOLERANCE)
 
 
 def test_scaled_data_is_returned_as_float32(tmp_path: Path) -> None:
@@ -127,6 +136,75 @@ def test_unsupported_input_is_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.nii").write_bytes(bytes(400))
     with pytest.raises(ValueError, match="NIfTI-1"):
         read_nifti(tmp_path / "junk.nii")
+
+
+def test_nibabel_reads_what_we_write(tmp_path: Path) -> None:
+    data = np.arange(7 * 5 * 3, dtype=np.int16).reshape(7, 5, 3)
+    path = tmp_path / "image.nii.gz"
+    write_nifti(path, data, IMPROPER)
+    image = nib.load(path)
+    assert image.shape == (7, 5, 3)
+    assert image.get_data_dtype() == np.int16
+    assert np.array_equal(np.asanyarray(image.dataobj), data)
+    assert np.allclose(image.affine, IMPROPER, atol=AFFINE_TOLERANCE)
+    assert int(image.header["sform_code"]) == int(image.header["qform_code"]) == 1  # scanner
+    assert image.header.get_xyzt_units() == ("mm", "sec")
+
+
+@pytest.mark.parametrize("endianness", ["<", ">"])
+def test_we_read_what_nibabel_writes(tmp_path: Path, endianness: str) -> None:
+    data = np.linspace(-1024, 3000, 4 * 6 * 5, dtype=np.float32).reshape(4, 6, 5)
+    header = nib.Nifti1Header(endianness=endianness)
+    written = tmp_path / "image.nii.gz"
+    nib.save(nib.Nifti1Image(data, ROTATED, header), written)
+    # Compression is told by the content, not the name.
+    path = written.rename(tmp_path / "image.nii")
+    image = read_nifti(path)
+    assert image.data.dtype == np.dtype(np.float32)  # native byte order
+    assert np.array_equal(image.data, data)
+    assert image.affine_source == "sform"
+    assert np.allclose(image.affine, ROTATED, atol=AFFINE_TOLERANCE)
+    assert image.spacing == pytest.approx((0.45, 0.5, 5.0))
+
+
+def _truncated(path: Path) -> None:
+    write_nifti(path, np.zeros((8, 8, 8), np.int16), np.eye(4))
+    path.write_bytes(path.read_bytes()[:400])
+
+
+def _truncated_gzip(path: Path) -> None:
+    write_nifti(path, np.zeros((8, 8, 8), np.int16), np.eye(4))
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+
+
+def _header_only(path: Path) -> None:
+    write_nifti(path, np.zeros((8, 8, 8), np.int16), np.eye(4))
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _text(path: Path) -> None:
+    path.write_text("patient,slice,label\n" * 40)
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("truncated.nii", _truncated),
+        ("truncated.nii.gz", _truncated_gzip),
+        ("half-header.nii", _header_only),
+        ("labels.nii", _text),
+    ],
+)
+def test_unreadable_file_names_the_file(
+    tmp_path: Path, name: str, damage: Callable[[Path], None]
+) -> None:
+    path = tmp_path / name
+    damage(path)
+    with pytest.raises(ValueError, match=re.escape(f"{path} is not a readable NIfTI-1 image")):
+        read_nifti(path)
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        read_volume_nifti(path)
 
 
 def test_project_volume_round_trip_and_patient_positions(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.image import imread
 
 from ich.overlays import write_overlays
-from ich.quantify import Geometry, exam_result, instances_from_labels
+from ich.quantify import MeasurementGrid, exam_result, instances_from_labels
 from ich.schema import HemorrhageClass, OperatingPoint
 
 
@@ -17,7 +17,7 @@ def test_overlays_colour_reported_blood_on_the_planes_that_hold_it(tmp_path: Pat
     label = np.zeros(hu.shape, dtype=np.uint8)
     label[2:4, 40:50, 30:45] = HemorrhageClass.IPH.label
     instances = instances_from_labels(label, np.where(label > 0, 0.9, 0.0))
-    geometry = Geometry((6, 96, 96), (5.0, 0.5, 0.5), np.eye(4))
+    geometry = MeasurementGrid((6, 96, 96), (5.0, 0.5, 0.5), np.eye(4))
     point = OperatingPoint(thresholds={c: 0.5 for c in HemorrhageClass}, any_ich=0.5, source="t")
     result = exam_result("1.2", "1.2.3", instances, geometry, point)
     written = write_overlays(hu, label, result, tmp_path)

@@ -16,9 +16,9 @@ from sqlalchemy import Row
 
 from api.db import unavailable
 from api.jobs import as_analysis, location
-from api.models import Analysis, AnalysisList, Outputs, Status
 from api.outputs import SEG_FILE, SR_FILE, overlay_path
 from api.problems import ProblemError, problem_responses, response
+from api.schemas import Analysis, AnalysisList, Outputs, Status
 from api.state import Gateway, gateway
 from api.uploads import receive
 from api.webhooks import check_callback
@@ -101,7 +101,7 @@ async def submit(
         await ensure_ready(gw)
     await _checked_callback(gw, callback_url)
     analysis_id = str(uuid.uuid4())
-    spool = gw.workers.spool(analysis_id)
+    spool = gw.workers.files.spool(analysis_id)
     created = False
     async with contextlib.nullcontext() if retry else gw.workers.place():
         upload = await receive(request, spool, gw.settings)
@@ -212,8 +212,7 @@ async def remove(request: Request, analysis_id: str) -> Response:
 
 def _delete(gw: Gateway, row: Row) -> None:
     gw.store.delete(row.id)
-    shutil.rmtree(gw.workers.spool(row.id), ignore_errors=True)
-    shutil.rmtree(gw.workers.results(row.id), ignore_errors=True)
+    gw.workers.files.remove(row.id)
     gw.store.audit(row.client_id, "delete", row.id)
 
 
@@ -238,7 +237,7 @@ def ready_outputs(gw: Gateway, row: Row) -> Path:
             f"({row.status}/{row.outputs}); they follow a done analysis within seconds.",
             "Not ready",
         )
-    return gw.workers.results(row.id)
+    return gw.workers.files.results(row.id)
 
 
 DICOM_RESPONSE: dict[int | str, dict[str, Any]] = {

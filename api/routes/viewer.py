@@ -24,10 +24,10 @@ from sqlalchemy import Row
 
 from api.jobs import as_analysis
 from api.keys import client_active
-from api.models import Analysis, ViewerLink
 from api.outputs import HU_RANGE, PLANES, plane_path
 from api.problems import ProblemError, of_error, problem_responses
 from api.routes.analyses import owned, ready_outputs
+from api.schemas import Analysis, ViewerLink
 from api.state import Gateway, gateway
 from ich.overlays import BRAIN_WINDOW, COLOURS
 from ich.schema import HemorrhageClass

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import Row
 
 from api.jobs import as_analysis, now
-from api.models import Status, Worklist, WorklistItem
 from api.problems import problem_responses
 from api.routes.analyses import READ
+from api.schemas import Status, Worklist, WorklistItem
 from api.state import gateway
 
 router = APIRouter(tags=["analyses"])

@@ -22,8 +22,9 @@ from ich.dicom.errors import (
     TooFewSlicesError,
     UnreadableDicomError,
 )
-from ich.dicom.ingest import Scan, Selection, inspect, load, scan, select
+from ich.dicom.ingest import Scan, inspect, load, scan
 from ich.dicom.policy import SelectionPolicy
+from ich.dicom.selection import Selection, select
 from ich.dicom.sources import InputLimits
 from ich.dicom.volume import Volume, load_volume
 

@@ -1,28 +1,23 @@
 """Ingestion end to end: candidate files -> headers -> series -> selection -> volume.
 
-:func:`scan` and :func:`select` read headers only (what the gateway needs); :func:`load`
-also decodes the selected series' pixels (what the model needs); :func:`inspect` reports
-everything without raising on bad input, for ``ich inspect``.
+:func:`scan` and :func:`~ich.dicom.selection.select` read headers only (what the gateway
+needs); :func:`load` also decodes the selected series' pixels (what the model needs);
+:func:`inspect` reports everything without raising on bad input, for ``ich inspect``.
 """
 
 from __future__ import annotations
 
-import logging
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ich.dicom.errors import DicomInputError, NoDicomError, UnreadableDicomError
 from ich.dicom.headers import InstanceHeader, Skipped, read_header
 from ich.dicom.policy import SelectionPolicy
-from ich.dicom.selection import Candidate, choose, evaluate
+from ich.dicom.selection import decide, evaluate, select
 from ich.dicom.series import Series, group_series
 from ich.dicom.sources import InputItem, InputLimits, iter_sources
 from ich.dicom.volume import Volume, load_volume
-from ich.logs import uid_digest
 from ich.schema import IngestionWarning, InspectionReport, Problem, SkippedFile
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,16 +32,6 @@ class Scan:
     @property
     def studies(self) -> int:
         return len({s.study_uid for s in self.series})
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The chosen series with its grid, every candidate for the report, and all warnings."""
-
-    scan: Scan
-    candidates: tuple[Candidate, ...]
-    chosen: Candidate
-    warnings: tuple[IngestionWarning, ...]
 
 
 def scan(inputs: InputItem | Iterable[InputItem], limits: InputLimits | None = None) -> Scan:
@@ -77,58 +62,6 @@ def scan(inputs: InputItem | Iterable[InputItem], limits: InputLimits | None = N
             "Send the CT images as DICOM (.dcm) files, a zip of them, or a folder."
         )
     return Scan(len(sources), tuple(headers), tuple(series), tuple(skipped))
-
-
-def _scan_warnings(result: Scan, chosen: Candidate) -> list[IngestionWarning]:
-    warnings: list[IngestionWarning] = []
-    if result.skipped:
-        reasons = Counter(s.kind.value for s in result.skipped)
-        warnings.append(
-            IngestionWarning(
-                code="files_skipped",
-                message=f"{len(result.skipped)} file(s) not used: "
-                + ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-                + ".",
-            )
-        )
-    if result.studies > 1:
-        warnings.append(
-            IngestionWarning(
-                code="other_studies",
-                message=f"The input holds {result.studies} studies; analysed study "
-                f"{chosen.series.study_uid}, the only one with an eligible series.",
-            )
-        )
-    return warnings
-
-
-def select(result: Scan, policy: SelectionPolicy | None = None) -> Selection:
-    """Evaluate every series and choose the one to analyse (headers only).
-
-    Raises:
-        DicomInputError: a subclass saying why no series can be analysed.
-    """
-    policy = policy or SelectionPolicy()
-    return _decide(result, tuple(evaluate(series, policy) for series in result.series), policy)
-
-
-def _decide(result: Scan, candidates: tuple[Candidate, ...], policy: SelectionPolicy) -> Selection:
-    try:
-        chosen = choose(candidates, policy)
-    except DicomInputError as exc:
-        log.info("no series selected among %d: %s", len(candidates), exc.code)
-        raise
-    warnings = (*_scan_warnings(result, chosen), *chosen.series.warnings, *chosen.grid.warnings)
-    log.info(
-        "selected series %s of study %s: %d slices, %d of %d series eligible, warnings %s",
-        uid_digest(chosen.series.series_uid),
-        uid_digest(chosen.series.study_uid),
-        len(chosen.grid.instances),
-        sum(c.summary.eligible for c in candidates),
-        len(candidates),
-        ",".join(w.code for w in warnings) or "none",
-    )
-    return Selection(result, candidates, chosen, warnings)
 
 
 def load(
@@ -177,7 +110,7 @@ def inspect(
     warnings: tuple[IngestionWarning, ...] = ()
     error: Problem | None = None
     try:
-        selection = _decide(result, candidates, policy)
+        selection = decide(result, candidates, policy)
         chosen_uid, warnings = selection.chosen.series.series_uid, selection.warnings
     except DicomInputError as exc:
         error = _problem(exc)

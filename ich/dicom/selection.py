@@ -8,10 +8,13 @@ when nothing is eligible the most specific typed error says what to send instead
 
 from __future__ import annotations
 
+import logging
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydicom.uid import UID
 
@@ -24,6 +27,7 @@ from ich.dicom.classify import (
 )
 from ich.dicom.errors import (
     AmbiguousStudyError,
+    DicomInputError,
     NoAxialSeriesError,
     NoCtSeriesError,
     NoEligibleSeriesError,
@@ -34,7 +38,12 @@ from ich.dicom.geometry import SliceGrid, plan_grid
 from ich.dicom.policy import SelectionPolicy
 from ich.dicom.series import Series
 from ich.logs import uid_digest
-from ich.schema import SeriesSummary
+from ich.schema import IngestionWarning, SeriesSummary
+
+if TYPE_CHECKING:  # a scan is what selection chooses from; ingestion builds both
+    from ich.dicom.ingest import Scan
+
+log = logging.getLogger(__name__)
 
 _LOCALIZER_DESC = re.compile(r"SCOUT|TOPO|LOCALI[SZ]ER|SURVIEW|SCANOGRAM|\bPILOT\b")
 
@@ -236,3 +245,70 @@ def choose(candidates: Sequence[Candidate], policy: SelectionPolicy) -> Candidat
             "or name the study to analyse."
         )
     return min(eligible, key=lambda c: rank_key(c, policy))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen series with its grid, every candidate for the report, and all warnings."""
+
+    scan: Scan
+    candidates: tuple[Candidate, ...]
+    chosen: Candidate
+    warnings: tuple[IngestionWarning, ...]
+
+
+def _scan_warnings(result: Scan, chosen: Candidate) -> list[IngestionWarning]:
+    warnings: list[IngestionWarning] = []
+    if result.skipped:
+        reasons = Counter(s.kind.value for s in result.skipped)
+        warnings.append(
+            IngestionWarning(
+                code="files_skipped",
+                message=f"{len(result.skipped)} file(s) not used: "
+                + ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+                + ".",
+            )
+        )
+    if result.studies > 1:
+        warnings.append(
+            IngestionWarning(
+                code="other_studies",
+                message=f"The input holds {result.studies} studies; analysed study "
+                f"{chosen.series.study_uid}, the only one with an eligible series.",
+            )
+        )
+    return warnings
+
+
+def select(result: Scan, policy: SelectionPolicy | None = None) -> Selection:
+    """Evaluate every series and choose the one to analyse (headers only).
+
+    Raises:
+        DicomInputError: a subclass saying why no series can be analysed.
+    """
+    policy = policy or SelectionPolicy()
+    return decide(result, tuple(evaluate(series, policy) for series in result.series), policy)
+
+
+def decide(result: Scan, candidates: tuple[Candidate, ...], policy: SelectionPolicy) -> Selection:
+    """Choose among evaluated candidates, with the scan's and the series' warnings.
+
+    Raises:
+        DicomInputError: a subclass saying why no series can be analysed.
+    """
+    try:
+        chosen = choose(candidates, policy)
+    except DicomInputError as exc:
+        log.info("no series selected among %d: %s", len(candidates), exc.code)
+        raise
+    warnings = (*_scan_warnings(result, chosen), *chosen.series.warnings, *chosen.grid.warnings)
+    log.info(
+        "selected series %s of study %s: %d slices, %d of %d series eligible, warnings %s",
+        uid_digest(chosen.series.series_uid),
+        uid_digest(chosen.series.study_uid),
+        len(chosen.grid.instances),
+        sum(c.summary.eligible for c in candidates),
+        len(candidates),
+        ",".join(w.code for w in warnings) or "none",
+    )
+    return Selection(result, candidates, chosen, warnings)

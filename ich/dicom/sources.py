@@ -7,9 +7,12 @@ service from archive bombs and runaway uploads.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import io
 import os
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +34,97 @@ class InputLimits(BaseModel):
     max_files: int = Field(20_000, gt=0, description="Most candidate files in one input.")
     max_total_bytes: int = Field(8 << 30, gt=0, description="Most bytes, after unzipping.")
     max_zip_ratio: float = Field(
-        200.0, gt=1, description="Largest uncompressed/compressed ratio of an archive member."
+        200.0,
+        gt=1,
+        description="Most bytes an archive may expand to, as a multiple of its own size (of the "
+        "whole archive: one blank slice alone may compress 500-fold).",
     )
+
+
+UNREADABLE_ZIP = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+)
+"""What zipfile raises on corrupt, truncated, encrypted or exotic archives."""
+READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+"""Compression methods whose output zipfile produces in chunks of the size asked for."""
+CHUNK_BYTES = 1 << 20
+"""Decompressed bytes held at once while a member is read."""
+
+
+def _stating(info: zipfile.ZipInfo, size: int) -> zipfile.ZipInfo:
+    """``info`` with ``size`` as its uncompressed size: zipfile stops reading a member there."""
+    stated = copy.copy(info)
+    stated.file_size = size
+    return stated
+
+
+class ArchiveExpansion:
+    """The bytes one zip's members really decompress to, counted as they are produced.
+
+    The archive is refused once they pass ``max_zip_ratio`` times its own size or the
+    ``budget`` (``max_total_bytes`` unless given). The sizes its headers state are written by
+    whoever made it, so they can refuse an archive early but never admit one.
+    """
+
+    def __init__(
+        self,
+        archive: zipfile.ZipFile,
+        size: int,
+        label: str,
+        limits: InputLimits,
+        budget: int | None = None,
+    ) -> None:
+        total = limits.max_total_bytes if budget is None else budget
+        self.archive, self.label = archive, label
+        self.limit = min(total, int(size * limits.max_zip_ratio))
+        self.reason = (
+            f"{limits.max_zip_ratio:.0f}-fold the archive's {size:,} bytes"
+            if self.limit < total
+            else f"the whole input may expand to {limits.max_total_bytes:,} bytes"
+        )
+        self.produced = 0
+        self.members = [i for i in archive.infolist() if not i.is_dir()]
+        exotic = [i for i in self.members if i.compress_type not in READABLE_METHODS]
+        if exotic:  # zipfile decompresses them unbounded by the size asked for
+            raise InputLimitError(
+                f"{label}: member {exotic[0].filename!r} uses zip compression method "
+                f"{exotic[0].compress_type}; only stored and deflated members (what zip tools "
+                "write by default) are read. Zip the study again with deflate."
+            )
+        claimed = sum(i.file_size for i in self.members)
+        if claimed > self.limit:
+            raise InputLimitError(
+                f"{label} states that it expands to {claimed:,} bytes, more than the "
+                f"{self.limit:,} allowed ({self.reason}); refusing a possible zip bomb."
+            )
+
+    def read(self, info: zipfile.ZipInfo) -> Iterator[bytes]:
+        """The member's bytes as they are decompressed, however few its header states.
+
+        Raises:
+            InputLimitError: the archive's members have now produced more than allowed.
+            zipfile.BadZipFile: the bytes do not match the member's CRC-32.
+        """
+        capped = _stating(info, self.limit - self.produced + 1)
+        del capped.CRC  # else zipfile checks it on the bytes up to the cap, before we see them
+        crc = 0
+        with self.archive.open(capped) as stream:
+            while chunk := stream.read(CHUNK_BYTES):
+                self.produced += len(chunk)
+                if self.produced > self.limit:
+                    raise InputLimitError(
+                        f"{self.label} expands to more than the {self.limit:,} bytes allowed "
+                        f"({self.reason}); refusing a possible zip bomb."
+                    )
+                crc = zlib.crc32(chunk, crc)
+                yield chunk
+        if crc != info.CRC:
+            raise zipfile.BadZipFile(f"Bad CRC-32 for member {info.filename!r}")
 
 
 @dataclass(frozen=True)
@@ -61,27 +153,26 @@ def _bytes_source(name: str, data: bytes) -> DicomSource:
 
 
 def _zip_sources(
-    archive: Callable[[], zipfile.ZipFile], label: str, limits: InputLimits
+    archive: Callable[[], zipfile.ZipFile], label: str, size: int, limits: InputLimits
 ) -> Iterator[DicomSource]:
-    """Members of a zip, checked against the limits before anything is decompressed."""
+    """Members of a zip, each decompressed once here to count the bytes it really holds."""
     try:
-        with archive() as zf:
-            infos = [i for i in zf.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, OSError) as exc:
+        zf = archive()
+    except UNREADABLE_ZIP as exc:
         raise NoDicomError(f"{label} is not a readable zip archive ({exc}).") from exc
-    for info in infos:
-        ratio = info.file_size / info.compress_size if info.compress_size else 1.0
-        if ratio > limits.max_zip_ratio:
-            raise InputLimitError(
-                f"{label}: member {info.filename!r} expands {ratio:.0f}-fold (limit "
-                f"{limits.max_zip_ratio:.0f}); refusing a possible zip bomb."
-            )
+    with zf:
+        expansion = ArchiveExpansion(zf, size, label, limits)
+        for info in expansion.members:
+            expanded = 0
+            with contextlib.suppress(*UNREADABLE_ZIP):  # the header scan reports it unreadable
+                for chunk in expansion.read(info):
+                    expanded += len(chunk)
 
-        def opener(member: str = info.filename) -> BinaryIO:
-            with archive() as zf:
-                return io.BytesIO(zf.read(member))
+            def opener(member: zipfile.ZipInfo = info, expanded: int = expanded) -> BinaryIO:
+                with archive() as reopened:
+                    return io.BytesIO(reopened.read(_stating(member, expanded)))
 
-        yield DicomSource(name=f"{label}:{info.filename}", size=info.file_size, opener=opener)
+            yield DicomSource(name=f"{label}:{info.filename}", size=expanded, opener=opener)
 
 
 def _expand(item: InputItem, index: int, limits: InputLimits) -> Iterator[DicomSource]:
@@ -99,7 +190,7 @@ def _expand(item: InputItem, index: int, limits: InputLimits) -> Iterator[DicomS
 
 def _expand_bytes(name: str, data: bytes, limits: InputLimits) -> Iterator[DicomSource]:
     if zipfile.is_zipfile(io.BytesIO(data)):
-        yield from _zip_sources(lambda: zipfile.ZipFile(io.BytesIO(data)), name, limits)
+        yield from _zip_sources(lambda: zipfile.ZipFile(io.BytesIO(data)), name, len(data), limits)
     else:
         yield _bytes_source(name, data)
 
@@ -115,7 +206,9 @@ def _expand_path(path: Path, limits: InputLimits) -> Iterator[DicomSource]:
                 if file.is_file():
                     yield _file_source(file, str(file.relative_to(path)))
     elif zipfile.is_zipfile(path):
-        yield from _zip_sources(lambda: zipfile.ZipFile(path), path.name, limits)
+        yield from _zip_sources(
+            lambda: zipfile.ZipFile(path), path.name, path.stat().st_size, limits
+        )
     else:
         yield _file_source(path, path.name)
 
@@ -135,7 +228,7 @@ def iter_sources(
 
     Raises:
         NoDicomError: a path does not exist, or nothing at all was given.
-        InputLimitError: too many files or bytes, or an archive member that expands too far.
+        InputLimitError: too many files or bytes, or an archive that expands too far.
     """
     limits = limits or InputLimits()
     items = [inputs] if _is_single(inputs) else list(inputs)  # type: ignore[arg-type]

@@ -21,8 +21,8 @@ import pydicom
 
 from ich.evaluate.cases import EvaluationDataError
 from ich.evaluate.metrics import dice, roc_auc
+from ich.postprocess import DetectorOutputs, detections_on_volume
 from ich.preprocess import InputSpec, ModelGrid, model_input
-from ich.preprocess.outputs import DetectorOutputs, detections_on_volume
 from ich.quantify.instances import paint_detections
 from ich.schema import OperatingPoint
 

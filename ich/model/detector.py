@@ -4,7 +4,7 @@ Training uses torchvision's ``MaskRCNN.forward`` (losses, target handling). Infe
 transform, which is the identity on the model grid, and its mask pasting: masks leave as the
 head's M x M probabilities with their boxes, and are sampled straight onto the volume's own
 pixel grid by the postprocess, finer than pasting at model resolution first. The heads run on
-every plane at once (:mod:`ich.model.inference`), so the batch size stays dynamic in ONNX.
+every plane at once (:mod:`ich.model.batched_mask_rcnn`), so the batch size stays dynamic in ONNX.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection import MaskRCNN
 
+from ich.model.batched_mask_rcnn import BatchedMaskRCNN
 from ich.model.config import ModelConfig
-from ich.model.inference import BatchedMaskRCNN
 
 
 class Detector(nn.Module):
     """Blocks (B, windows, P + context - 1, S, S) of P contiguous model planes, each with its
     ``context // 2`` neighbours on either side -> boxes (B, P, K, 4), labels (B, P, K),
-    scores (B, P, K), masks (B, P, K, M, M) and counts (B, P): K detections per plane at most,
-    zero-padded. A block with P = 1 is one 5-plane stack; longer blocks share the 3D work of
+    scores (B, P, K), masks (B, P, K, M, M) and counts (B, P), in the order of
+    :data:`ich.model.contract.DETECTOR_OUTPUTS`: K detections per plane at most, zero-padded.
+    A block with P = 1 is one 5-plane stack; longer blocks share the 3D work of
     overlapping stacks (:func:`ich.preprocess.blocks`)."""
 
     def __init__(self, network: MaskRCNN, size: int, windows: int, context: int) -> None:

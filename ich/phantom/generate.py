@@ -27,7 +27,7 @@ from ich.phantom.lesions import (
 )
 from ich.phantom.mass_effect import apply_mass_effect
 from ich.phantom.mimics import add_beam_hardening, add_calcifications_and_falx, add_motion
-from ich.phantom.scanner import HeadPose, Planes, Protocol, Renderer, add_noise, render_exact
+from ich.phantom.scanner import HeadPose, Planes, Renderer, ScanProtocol, add_noise, render_exact
 from ich.phantom.series_writer import SeriesSpec, StudyInfo, derived_uid
 from ich.quantify.strata import stratum_of
 from ich.schema import HemorrhageClass
@@ -88,7 +88,7 @@ class Case:
     index: int
     study: StudyInfo
     spec: SeriesSpec
-    protocol: Protocol
+    protocol: ScanProtocol
     hu: np.ndarray
     """float32 (slices, rows, columns) in position order, as written to DICOM."""
     label: np.ndarray
@@ -176,7 +176,9 @@ def lesion_specs(rng: np.random.Generator, options: CaseOptions) -> list[LesionS
     return specs
 
 
-def _series_spec(protocol: Protocol, pose: HeadPose, params: HeadParams, uid: str) -> SeriesSpec:
+def _series_spec(
+    protocol: ScanProtocol, pose: HeadPose, params: HeadParams, uid: str
+) -> SeriesSpec:
     """Slices from the foramen magnum to the vertex, contiguous at the slice thickness."""
     shell = params.skull_mm + params.scalp_mm
     top = [(0.0, 0.0, params.top + shell), (0.0, -params.front * 0.6, params.top * 0.75 + shell)]
@@ -347,7 +349,7 @@ def labelled_case(
     index: int,
     study: StudyInfo,
     spec: SeriesSpec,
-    protocol: Protocol,
+    protocol: ScanProtocol,
     image: np.ndarray,
     blend: tuple[np.ndarray, np.ndarray, list[Lesion]],
     head: dict[str, Any],
@@ -421,7 +423,7 @@ def _phantom_case(
     grid = params.grid()
     anatomy = build_anatomy(params, grid, rng)
     pose = HeadPose.sample(rng)
-    protocol = Protocol.sample(
+    protocol = ScanProtocol.sample(
         rng,
         _fov_needed_mm(params, pose),
         slice_mm=options.slice_mm,

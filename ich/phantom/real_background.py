@@ -42,7 +42,7 @@ from ich.phantom.generate import (
 )
 from ich.phantom.lesions import Site, draw_lesion
 from ich.phantom.mass_effect import Push, displacement, midline_shift_mm
-from ich.phantom.scanner import HeadPose, Planes, Protocol, Renderer
+from ich.phantom.scanner import HeadPose, Planes, Renderer, ScanProtocol
 from ich.phantom.series_writer import SeriesSpec, derived_uid
 from ich.preprocess.stored_window import StoredWindow
 
@@ -342,7 +342,8 @@ class RealBackgrounds:
             kernel="STANDARD",
             description=f"HEAD {spacing:.3g}mm STND",
             series_uid=derived_uid(study.study_uid, "axial"),
-            transfer_syntax=options.transfer_syntax or Protocol.sample(rng, 250.0).transfer_syntax,
+            transfer_syntax=options.transfer_syntax
+            or ScanProtocol.sample(rng, 250.0).transfer_syntax,
         )
         origins = spec.origins()
         planes = Planes(origins, row, col, pixel, matrix)
@@ -355,7 +356,7 @@ class RealBackgrounds:
         image += grain * np.minimum(best * 2, 1)
         if window is not None:  # clipped after every resampling, as the source was stored
             image = np.clip(image, window.floor, window.ceiling)
-        protocol = Protocol(
+        protocol = ScanProtocol(
             matrix=matrix,
             pixel_spacing_mm=pixel,
             slice_mm=spacing,

@@ -80,7 +80,7 @@ class HeadPose:
 
 
 @dataclass(frozen=True)
-class Protocol:
+class ScanProtocol:
     """Acquisition and reconstruction parameters of the soft-tissue axial series."""
 
     matrix: int
@@ -105,7 +105,7 @@ class Protocol:
         matrix: int = 512,
         transfer_syntax: str | None = None,
         tilt_deg: float | None = None,
-    ) -> Protocol:
+    ) -> ScanProtocol:
         if slice_mm is None:
             values, weights = zip(*THICKNESSES, strict=True)
             slice_mm = float(rng.choice(values, p=weights))
@@ -244,7 +244,7 @@ class Renderer:
 
 def add_noise(
     planes: np.ndarray,
-    protocol: Protocol,
+    protocol: ScanProtocol,
     rng: np.random.Generator,
     slice_boost: np.ndarray,
 ) -> np.ndarray:

@@ -6,13 +6,13 @@ and in the gateway.
 
 from ich.quantify.exam import exam_result
 from ich.quantify.instances import Detection, instances_from_detections, instances_from_labels
-from ich.quantify.measure import Geometry, abc2_ml, measure
+from ich.quantify.measure import MeasurementGrid, abc2_ml, measure
 from ich.quantify.rle import decode_label_volume, decode_rle, encode_label_volume, encode_rle
 from ich.quantify.strata import stratum_of
 
 __all__ = [
     "Detection",
-    "Geometry",
+    "MeasurementGrid",
     "abc2_ml",
     "decode_label_volume",
     "decode_rle",

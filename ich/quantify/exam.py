@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ich.quantify.instances import Instance
-from ich.quantify.measure import Geometry, measure, slice_detections
+from ich.quantify.measure import MeasurementGrid, measure, slice_detections
 from ich.quantify.rle import encode_label_volume
 from ich.schema import (
     ClassFinding,
@@ -22,7 +22,7 @@ def exam_result(
     study_uid: str,
     series_uid: str,
     instances: Sequence[Instance],
-    geometry: Geometry,
+    geometry: MeasurementGrid,
     operating_point: OperatingPoint,
     probabilities: dict[HemorrhageClass, float] | None = None,
     warnings: Sequence[IngestionWarning] = (),
@@ -38,8 +38,7 @@ def exam_result(
     threshold are not reported (nor counted in the volumes), so a volume never comes without
     its flag.
     """
-    thresholds = operating_point.thresholds
-    kept = [i for i in instances if i.score >= thresholds[i.hemorrhage_class]]
+    kept = [i for i in instances if operating_point.reports(i.hemorrhage_class, i.score)]
     hemorrhages = [measure(i, geometry, n, masks) for n, i in enumerate(kept, start=1)]
     detections = [d for n, i in enumerate(kept, start=1) for d in slice_detections(i, geometry, n)]
     findings = []
@@ -49,13 +48,12 @@ def exam_result(
         probability = round(
             (probabilities or {}).get(hemorrhage_class, max(scores, default=0.0)), 4
         )
-        threshold = thresholds[hemorrhage_class]
         findings.append(
             ClassFinding(
                 hemorrhage_class=hemorrhage_class,
                 probability=probability,
-                flagged=probability >= threshold,
-                threshold=threshold,
+                flagged=operating_point.reports(hemorrhage_class, probability),
+                threshold=operating_point.thresholds[hemorrhage_class],
                 count=len(mine),
                 total_volume_ml=round(sum(h.volume_ml for h in mine), 4),
             )

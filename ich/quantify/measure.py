@@ -30,7 +30,7 @@ class _VolumeLike(Protocol):
 
 
 @dataclass(frozen=True)
-class Geometry:
+class MeasurementGrid:
     """What measuring needs of the analysed grid."""
 
     shape: tuple[int, int, int]
@@ -43,7 +43,7 @@ class Geometry:
     plane_frame_numbers: tuple[int | None, ...] = ()
 
     @classmethod
-    def of(cls, volume: _VolumeLike) -> Geometry:
+    def of(cls, volume: _VolumeLike) -> MeasurementGrid:
         """The geometry of an ingested :class:`ich.dicom.Volume` (or anything shaped so)."""
         sources = [int(s) if exact else None for s, exact in
                    zip(volume.plane_source, volume.plane_is_source, strict=True)]  # fmt: skip
@@ -111,7 +111,7 @@ def abc2_ml(
 
 
 def _lps_box(
-    geometry: Geometry, low: np.ndarray, high: np.ndarray
+    geometry: MeasurementGrid, low: np.ndarray, high: np.ndarray
 ) -> tuple[float, float, float, float, float, float]:
     """(x0, y0, z0, x1, y1, z1) patient box of the voxel edges of voxels [low, high)."""
     corners = np.array([[k, i, j] for k in (low[0], high[0]) for i in (low[1], high[1])
@@ -123,7 +123,9 @@ def _lps_box(
     )  # type: ignore[return-value]
 
 
-def slice_detections(instance: Instance, geometry: Geometry, number: int) -> list[SliceDetection]:
+def slice_detections(
+    instance: Instance, geometry: MeasurementGrid, number: int
+) -> list[SliceDetection]:
     """One record per plane of an instance: its box there and the best score on that plane."""
     region, found = instance.region, []
     uids, frames = geometry.plane_sop_instance_uids, geometry.plane_frame_numbers
@@ -150,7 +152,9 @@ def slice_detections(instance: Instance, geometry: Geometry, number: int) -> lis
     return found
 
 
-def measure(instance: Instance, geometry: Geometry, number: int, masks: bool = True) -> Hemorrhage:
+def measure(
+    instance: Instance, geometry: MeasurementGrid, number: int, masks: bool = True
+) -> Hemorrhage:
     """The :class:`~ich.schema.Hemorrhage` record of an instance (``number`` is its id)."""
     region, mask = instance.region, instance.mask
     if not mask.any():

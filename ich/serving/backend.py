@@ -18,14 +18,12 @@ import numpy as np
 
 from ich.errors import IchError
 from ich.logs import uid_digest
+from ich.model.contract import DETECTOR_OUTPUTS
 from ich.preprocess import InputSpec, run_blocks
 from ich.schema import OperatingPoint
 from ich.serving.steps import postprocess, preprocess
 
 log = logging.getLogger("ich.serving")
-
-DETECTOR_OUTPUTS = ("boxes__0", "labels__1", "scores__2", "masks__3", "counts__4")
-"""The detector's outputs, named as Triton's libtorch backend requires (``name__index``)."""
 
 
 def problem_message(error: Exception) -> str:
@@ -104,7 +102,7 @@ class DetectorStep(_Step):
         if runtime == "torchscript":
             import torch
 
-            from ich.model.runtime import optimized_for_cpu, quiet_jit, torch_forward
+            from ich.model.analyzer import optimized_for_cpu, quiet_jit, torch_forward
 
             if threads:
                 torch.set_num_threads(threads)

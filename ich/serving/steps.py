@@ -14,8 +14,8 @@ import numpy as np
 
 from ich.dicom import InputLimits, load
 from ich.pipeline import SeriesContext, finish, prepare
+from ich.postprocess import DetectorOutputs
 from ich.preprocess import InputSpec, blocks
-from ich.preprocess.outputs import DetectorOutputs
 from ich.schema import OperatingPoint
 
 

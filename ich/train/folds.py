@@ -20,7 +20,7 @@ from ich.evaluate.cases import labelled_case
 from ich.evaluate.operating import choose_operating_point
 from ich.evaluate.report import write_report
 from ich.evaluate.runner import ExamOutcome, outcome
-from ich.model.runtime import Analyzer
+from ich.model.analyzer import Analyzer
 from ich.phantom.dataset import patient_key
 from ich.train.cache import list_cases
 from ich.train.config import TrainConfig

@@ -22,7 +22,7 @@ from ich.evaluate.operating import choose_operating_point, read_operating_point
 from ich.model.checkpoint import load_model, save_model
 from ich.model.detector import Detector
 from ich.model.mask_rcnn import build_mask_rcnn
-from ich.train.cache import cache_cases, list_cases
+from ich.train.cache import CachedCase, cache_cases, list_cases
 from ich.train.config import TrainConfig
 from ich.train.dataset import PlaneStacks, collate
 from ich.train.distributed import Distributed
@@ -73,6 +73,61 @@ def _finite(value: Any) -> Any:
     return value
 
 
+@dataclass
+class _State:
+    """What a checkpoint holds: the weights, the optimiser and schedule, and the step; plus
+    the best validation score so far."""
+
+    network: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    step: int = 0
+    best: float = -math.inf
+
+    def save(self, out: Path) -> None:
+        """Written aside, then renamed: an interrupted save leaves the last one whole."""
+        state = {
+            "network": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+        }
+        torch.save(state, out / (LAST + ".tmp"))
+        (out / (LAST + ".tmp")).replace(out / LAST)
+
+    def restore(self, out: Path, device: torch.device) -> None:
+        state = torch.load(out / LAST, map_location=device, weights_only=True)
+        try:
+            self.network.load_state_dict(state["network"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as error:
+            raise TrainingError(
+                f"{out / LAST} was written for another model configuration ({error}); "
+                "train into a new --out folder, or leave out --resume to start over there"
+            ) from error
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        if (out / BEST).is_file():  # validated after the last checkpoint, perhaps
+            kept = torch.load(out / BEST, map_location="cpu", weights_only=True)
+            self.best = float(kept["provenance"]["score"])
+
+
+class _Log:
+    """The run's JSON-lines log (written by the main process only; NaN as null)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.file = path.open("a") if path is not None else None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(_finite(record)) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
 def train(
     config: TrainConfig,
     out: Path,
@@ -87,44 +142,79 @@ def train(
     dist = Distributed.from_env()
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed + dist.rank)
-    spec = config.model.input
-    case_dirs = (
-        case_dirs if case_dirs is not None else [c for d in config.data for c in list_cases(d)]
-    )
+    if case_dirs is None:
+        case_dirs = [c for d in config.data for c in list_cases(d)]
+    cases = _cached(config, case_dirs, dist, progress)
+    state = _initial_state(config, dist.device)
+    if resume and (out / LAST).is_file():
+        state.restore(out, dist.device)
+    model = dist.wrap(state.network)
+    batches = iter(_loader(config, cases, dist, state.step))
+    validation: list[LabelledCase] = []
+    if dist.main and config.validation is not None:
+        validation = [labelled_case(c) for c in list_cases(config.validation)]
+    log = _Log(out / LOG if dist.main else None)
+    log.write({"event": "start", "step": state.step, "config": config.model_dump(mode="json"),
+               "cases": len(cases), "world_size": dist.world, "device": str(dist.device),
+               "resumed": state.step > 0})  # fmt: skip
+    model.train()
+    running: dict[str, float] = {}
+    started = time.perf_counter()
+    while state.step < config.steps:
+        losses = _step(config, model, state, next(batches), dist.device)
+        for key, value in losses.items():
+            running[key] = running.get(key, 0.0) + value
+        if progress.on_step and dist.main:
+            progress.on_step(state.step, losses)
+        if state.step % config.log_every == 0 or state.step == config.steps:
+            _log_losses(config, log, state, running, time.perf_counter() - started)
+            running, started = {}, time.perf_counter()
+        if validation and (state.step % config.validate_every == 0 or state.step == config.steps):
+            _validate(config, state, validation, log, out)
+        if dist.main and (state.step % config.checkpoint_every == 0 or state.step == config.steps):
+            state.save(out)
+    log.write({"event": "end", "step": state.step, "replicas_in_sync": dist.in_sync(state.network)})
+    if dist.main:
+        _final_model(config, state.network, validation, out, len(case_dirs))
+    log.close()
+    dist.barrier()
+    return out / MODEL
+
+
+def _cached(
+    config: TrainConfig, case_dirs: list[Path], dist: Distributed, progress: Progress
+) -> list[CachedCase]:
+    """The cases on the model grid: built by the main process, then read by the others."""
     if not case_dirs:
         raise TrainingError("no training cases: the data folders list none")
+    spec = config.model.input
     tick = progress.on_cache(len(case_dirs)) if progress.on_cache and dist.main else None
     if dist.main:
         cases = cache_cases(case_dirs, spec, config.cache, config.cache_workers, tick)
     dist.barrier()
     if not dist.main:
         cases = cache_cases(case_dirs, spec, config.cache)
+    return cases
 
+
+def _initial_state(config: TrainConfig, device: torch.device) -> _State:
+    """A new network (from ``config.init`` when fine-tuning), AdamW and its schedule."""
     network = build_mask_rcnn(config.model)
     if config.init is not None:
         _start_from(network, config)
-    network = network.to(dist.device)
+    network = network.to(device)
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
-    step, best = 0, -math.inf
-    if resume and (out / LAST).is_file():
-        state = torch.load(out / LAST, map_location=dist.device, weights_only=True)
-        try:
-            network.load_state_dict(state["network"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError) as error:
-            raise TrainingError(
-                f"{out / LAST} was written for another model configuration ({error}); "
-                "train into a new --out folder, or leave out --resume to start over there"
-            ) from error
-        scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
-        if (out / BEST).is_file():  # validated after the last checkpoint, perhaps
-            kept = torch.load(out / BEST, map_location="cpu", weights_only=True)
-            best = float(kept["provenance"]["score"])
-    model = dist.wrap(network)
+    return _State(
+        network, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    )
+
+
+def _loader(
+    config: TrainConfig, cases: list[CachedCase], dist: Distributed, step: int
+) -> DataLoader:
+    """Balanced planes without end; each process and each resumed step draws anew."""
     sampler = BalancedSampler(
         cases,
         config.negative_fraction,
@@ -134,91 +224,79 @@ def train(
         config.real_fraction,
         config.hard_fraction,
     )
-    loader = DataLoader(
-        PlaneStacks(
-            cases,
-            spec,
-            config.augment,
-            seed=config.seed * 7919 + dist.rank * 104729 + step,
-            window_fraction=config.window_fraction,
-        ),
+    stacks = PlaneStacks(
+        cases,
+        config.model.input,
+        config.augment,
+        seed=config.seed * 7919 + dist.rank * 104729 + step,
+        window_fraction=config.window_fraction,
+    )
+    return DataLoader(
+        stacks,
         batch_size=config.batch,
         sampler=sampler,
         num_workers=config.workers,
         collate_fn=collate,
         persistent_workers=config.workers > 0,
     )
-    validation: list[LabelledCase] = []
-    if dist.main and config.validation is not None:
-        validation = [labelled_case(c) for c in list_cases(config.validation)]
+
+
+def _step(
+    config: TrainConfig,
+    model: torch.nn.Module,
+    state: _State,
+    batch: tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]],
+    device: torch.device,
+) -> dict[str, float]:
+    """One optimiser step (bfloat16 autocast on CUDA); the losses it took."""
+    images, targets = batch
     amp = (
         torch.autocast("cuda", dtype=torch.bfloat16)
-        if config.amp and dist.device.type == "cuda"
+        if config.amp and device.type == "cuda"
         else nullcontext()
     )
-    log = (out / LOG).open("a") if dist.main else None
+    with amp:
+        losses = model([i.to(device) for i in images], _to(targets, device))
+    loss = sum(losses.values())
+    if not torch.isfinite(loss):
+        raise TrainingError(
+            f"loss became {loss.item()} at step {state.step}: lower lr ({config.lr}) or check data"
+        )
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(state.network.parameters(), 10.0)
+    state.optimizer.step()
+    state.scheduler.step()
+    state.step += 1
+    return {k: float(v.detach()) for k, v in losses.items()}
 
-    def write(record: dict[str, Any]) -> None:
-        if log is not None:
-            log.write(json.dumps(_finite(record)) + "\n")
-            log.flush()
 
-    write({"event": "start", "step": step, "config": config.model_dump(mode="json"),
-           "cases": len(cases), "world_size": dist.world, "device": str(dist.device),
-           "resumed": step > 0})  # fmt: skip
-    model.train()
-    running: dict[str, float] = {}
-    started = time.perf_counter()
-    batches = iter(loader)
-    while step < config.steps:
-        images, targets = next(batches)
-        with amp:
-            losses = model([i.to(dist.device) for i in images], _to(targets, dist.device))
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"loss became {loss.item()} at step {step}: lower lr ({config.lr}) or check data"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 10.0)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        for key, value in losses.items():
-            running[key] = running.get(key, 0.0) + float(value.detach())
-        if progress.on_step and dist.main:
-            progress.on_step(step, {k: float(v.detach()) for k, v in losses.items()})
-        if step % config.log_every == 0 or step == config.steps:
-            count = config.log_every if step % config.log_every == 0 else step % config.log_every
-            elapsed = time.perf_counter() - started
-            write({"event": "train", "step": step, "lr": scheduler.get_last_lr()[0],
-                   "loss": {k: v / count for k, v in running.items()},
-                   "seconds_per_step": elapsed / count})  # fmt: skip
-            running, started = {}, time.perf_counter()
-        if validation and (step % config.validate_every == 0 or step == config.steps):
-            outcomes = validation_outcomes(
-                Detector.for_config(network, config.model), config.model, validation
-            )
-            metrics = validation_metrics(outcomes)
-            write({"event": "validation", "step": step, **metrics})
-            if metrics["score"] > best:
-                best = metrics["score"]
-                save_model(out / BEST, network, config.model, provenance={"step": step, **metrics})
-            network.train()
-        if dist.main and (step % config.checkpoint_every == 0 or step == config.steps):
-            torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "step": step},
-                       out / (LAST + ".tmp"))  # fmt: skip
-            (out / (LAST + ".tmp")).replace(out / LAST)
-    in_sync = dist.in_sync(network)
-    write({"event": "end", "step": step, "replicas_in_sync": in_sync})
-    if dist.main:
-        _final_model(config, network, validation, out, len(case_dirs))
-    if log is not None:
-        log.close()
-    dist.barrier()
-    return out / MODEL
+def _log_losses(
+    config: TrainConfig, log: _Log, state: _State, running: dict[str, float], elapsed: float
+) -> None:
+    """Mean losses and seconds per step since the last line."""
+    count = (
+        config.log_every if state.step % config.log_every == 0 else state.step % config.log_every
+    )
+    log.write({"event": "train", "step": state.step, "lr": state.scheduler.get_last_lr()[0],
+               "loss": {k: v / count for k, v in running.items()},
+               "seconds_per_step": elapsed / count})  # fmt: skip
+
+
+def _validate(
+    config: TrainConfig, state: _State, validation: list[LabelledCase], log: _Log, out: Path
+) -> None:
+    """Score the validation studies; keep the weights when they score best so far."""
+    outcomes = validation_outcomes(
+        Detector.for_config(state.network, config.model), config.model, validation
+    )
+    metrics = validation_metrics(outcomes)
+    log.write({"event": "validation", "step": state.step, **metrics})
+    if metrics["score"] > state.best:
+        state.best = metrics["score"]
+        provenance = {"step": state.step, **metrics}
+        save_model(out / BEST, state.network, config.model, provenance=provenance)
+    state.network.train()
 
 
 def _start_from(network: torch.nn.Module, config: TrainConfig) -> None:

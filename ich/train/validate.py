@@ -9,10 +9,10 @@ import numpy as np
 from ich.evaluate.cases import LabelledCase
 from ich.evaluate.metrics import roc_auc
 from ich.evaluate.runner import ExamOutcome, run
+from ich.model.analyzer import Analyzer
 from ich.model.checkpoint import untuned_operating_point
 from ich.model.config import ModelConfig
 from ich.model.detector import Detector
-from ich.model.runtime import Analyzer
 from ich.schema import HemorrhageClass
 
 

@@ -19,7 +19,7 @@ from ich.evaluate.report import write_report
 from ich.evaluate.runner import run
 from ich.phantom.dataset import DatasetPlan, write_dataset
 from ich.phantom.generate import CaseOptions, synthesize
-from ich.quantify import Geometry, exam_result, instances_from_labels
+from ich.quantify import MeasurementGrid, exam_result, instances_from_labels
 from ich.schema import ExamResult, HemorrhageClass, OperatingPoint
 
 POINT = OperatingPoint(
@@ -41,7 +41,7 @@ def _predictor(by_volume: dict[int, np.ndarray], erode: bool):
         if erode:  # a model that misses the rim of every bleed
             label[~ndi.binary_erosion(label > 0, np.ones((1, 3, 3), bool))] = 0
         instances = instances_from_labels(label, np.where(label > 0, 0.9, 0.0))
-        geometry = Geometry.of(volume)
+        geometry = MeasurementGrid.of(volume)
         result = exam_result(volume.study_uid, volume.series_uid, instances, geometry, POINT)
         return result, label
 

@@ -16,8 +16,8 @@ from export.formats import Format, Target
 from export.repository import export_repository, sha256
 from ich.cli import app
 from ich.dicom import load
+from ich.model.analyzer import Analyzer, quiet_jit
 from ich.model.checkpoint import DEFAULT_MODEL
-from ich.model.runtime import Analyzer, quiet_jit
 from ich.serving.client import PipelineClient, study_files
 from ich.serving.server import REPOSITORY, TritonServer, free_port
 

@@ -13,8 +13,8 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from api.db import connect, metadata
 from api.jobs import JobStore, as_analysis, now
 from api.keys import create_key, find_key, list_keys, revoke_key, token_client
-from api.models import Status
 from api.problems import ProblemError
+from api.schemas import Status
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

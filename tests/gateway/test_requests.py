@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+from archive_cases import understated  # type: ignore[import-not-found]
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
@@ -106,6 +107,11 @@ def test_upload_limits_and_hostile_archives(app_client: App, tmp_path: Path) -> 
     bomb = _zip({"a.dcm": b"\0" * 5_000_000}, zipfile.ZIP_DEFLATED)
     assert len(bomb) < 50_000
     _problem(client.post("/v1/analyses", headers=zipped, content=bomb), 413, "input-limit")
+    lying = understated(b"\0" * 5_000_000, 100)  # its headers admit 100 bytes
+    refused = _problem(
+        client.post("/v1/analyses", headers=zipped, content=lying), 413, "input-limit"
+    )
+    assert "expands to more than" in refused["detail"]
     _problem(
         client.post("/v1/analyses", headers=zipped, content=b"PK\x03\x04broken"), 400, "bad-request"
     )
@@ -161,7 +167,7 @@ def test_unavailable_triton_and_a_full_queue_answer_503_with_retry_after(
     full = app_client(queue_limit=1)
     gw = full.app.state.gateway  # type: ignore[attr-defined]
     owner = create_key(gw.engine, "o")
-    from api.models import Status
+    from api.schemas import Status
 
     gw.store.create(owner.client.id, "upload", Status.QUEUED)  # a queued analysis fills it
     answer = full.post("/v1/analyses", headers={"X-API-Key": owner.key}, content=b"x")
@@ -225,7 +231,7 @@ def test_unknown_routes_and_bad_parameters_are_problems_too(app_client: App) -> 
 
 
 def test_the_openapi_examples_are_valid_documents(app_client: App) -> None:
-    from api.models import EXAMPLE_ANALYSIS, Analysis, ProblemDetail
+    from api.schemas import EXAMPLE_ANALYSIS, Analysis, ProblemDetail
 
     schema = app_client().get("/openapi.json").json()["components"]["schemas"]
     assert Analysis.model_validate(schema["Analysis"]["examples"][0]) == Analysis.model_validate(

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.jobs import now
 from api.keys import create_key
-from api.models import EXAMPLE_ANALYSIS, Status
+from api.schemas import EXAMPLE_ANALYSIS, Status
 
 
 def _result(probability: float, volume: float) -> str:

@@ -9,13 +9,13 @@ import pytest
 import torch
 from torchvision.ops import batched_nms
 
+from ich.model.analyzer import compile_detector
 from ich.model.backbone import HybridBackbone
+from ich.model.batched_mask_rcnn import grouped_nms
 from ich.model.checkpoint import ModelFileError, load_model, save_model
 from ich.model.config import DetectorConfig, ModelConfig, Stage
 from ich.model.detector import Detector
-from ich.model.inference import grouped_nms
 from ich.model.mask_rcnn import build_mask_rcnn
-from ich.model.runtime import compile_detector
 from ich.preprocess import InputSpec
 
 TINY = ModelConfig(

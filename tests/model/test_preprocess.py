@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ich.evaluate.metrics import dice
+from ich.postprocess import DetectorOutputs, detections_on_volume
 from ich.preprocess import InputSpec, ModelGrid, blocks, model_input, stack_indices, windowed
-from ich.preprocess.outputs import DetectorOutputs, detections_on_volume
 
 SPEC = InputSpec(size=64, pixel_mm=2.0)
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ellipsoid_head import BLOOD, Ellipsoid, EllipsoidHead
 
 from ich.dicom import load
-from ich.phantom.ellipsoid_head import BLOOD, Ellipsoid, EllipsoidHead
 from ich.phantom.series_writer import SeriesSpec, StudyInfo, to_bytes, write_series
 from ich.quantify import (
     Detection,
-    Geometry,
+    MeasurementGrid,
     abc2_ml,
     decode_label_volume,
     decode_rle,
@@ -67,7 +67,7 @@ def _grid(spacing: tuple[float, float, float], shape: tuple[int, int, int]) -> t
     z, y, x = np.meshgrid(*axes, indexing="ij")
     affine = np.eye(4)
     affine[0, 2], affine[1, 1], affine[2, 0] = spacing[2], spacing[1], spacing[0]
-    return (z, y, x), Geometry(shape, spacing, affine)
+    return (z, y, x), MeasurementGrid(shape, spacing, affine)
 
 
 def _sphere(z, y, x, r):
@@ -128,7 +128,7 @@ def test_volume_of_a_bleed_through_gantry_tilt_correction(tmp_path: Path) -> Non
     assert "gantry_tilt_corrected" in {w.code for w in volume.warnings}
     label = ((volume.hu > 49) & (volume.hu < 200)).astype(np.uint8)
     largest = instances_from_labels(label)[0]  # thin rims at the skull are also in range
-    found = measure(largest, Geometry.of(volume), 1)
+    found = measure(largest, MeasurementGrid.of(volume), 1)
     assert found.volume_ml == pytest.approx(bleed.volume_ml(), rel=0.02)
     assert np.allclose(found.centroid_lps_mm, bleed.centre, atol=1.0)
     assert found.masks[0].sop_instance_uid in volume.source_sop_instance_uids
@@ -182,7 +182,7 @@ def test_exam_result_flags_and_totals_and_masks() -> None:
     label[2:5, 5:12, 5:12] = IPH.label
     label[3:4, 20:30, 20:22] = SAH.label
     score = np.where(label == IPH.label, 0.97, np.where(label == SAH.label, 0.4, 0.0))
-    geometry = Geometry(shape, (5.0, 0.5, 0.5), np.eye(4) * [0.5, 0.5, 5.0, 1])
+    geometry = MeasurementGrid(shape, (5.0, 0.5, 0.5), np.eye(4) * [0.5, 0.5, 5.0, 1])
     point = OperatingPoint(
         thresholds={IPH: 0.5, EDH_SDH: 0.5, SAH: 0.6}, any_ich=0.5, source="test"
     )
@@ -228,7 +228,7 @@ def test_geometry_of_a_tilted_instance_box_is_in_patient_space() -> None:
     affine[:3, 0] = [0.0, 0.684, 1.879]  # planes 2 mm apart along a normal tilted 20 degrees
     affine[:3, 1] = [0.0, 0.940, -0.342]
     affine[:3, 2] = [1.0, 0.0, 0.0]
-    geometry = Geometry((4, 4, 4), spacing, affine)
+    geometry = MeasurementGrid((4, 4, 4), spacing, affine)
     label = np.zeros((4, 4, 4), np.uint8)
     label[1, 1, 1] = 1
     found = measure(instances_from_labels(label)[0], geometry, 1)
@@ -243,7 +243,7 @@ def test_operating_point_needs_every_class_and_flags_use_rounded_scores() -> Non
     with pytest.raises(ValueError, match="no threshold for SAH"):
         OperatingPoint(thresholds={IPH: 0.5, EDH_SDH: 0.5}, any_ich=0.5, source="test")
     point = OperatingPoint(thresholds={c: 0.5 for c in HemorrhageClass}, any_ich=0.5, source="t")
-    geometry = Geometry((2, 4, 4), (5.0, 1.0, 1.0), np.eye(4))
+    geometry = MeasurementGrid((2, 4, 4), (5.0, 1.0, 1.0), np.eye(4))
     result = exam_result("1", "2", [], geometry, point, probabilities={IPH: 0.49996})
     iph = result.classes[0]
     assert iph.probability == 0.5 and iph.flagged == result.any_ich_flagged

@@ -3,7 +3,7 @@ upload: header scan, series selection and pixel decoding, with one file of a val
 series replaced by the fuzzer's bytes. Anything but an ``IchError`` (which the gateway maps to a
 documented problem) is a crash.
 
-    .venv/bin/python tests/reliability/fuzz_ingest.py CORPUS_DIR -max_total_time=60
+    PYTHONPATH=tests .venv/bin/python tests/reliability/fuzz_ingest.py CORPUS_DIR -max_total_time=60
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
+from ellipsoid_head import Ellipsoid, EllipsoidHead
 from hypothesis import HealthCheck, settings
 from pydicom.uid import generate_uid
 
-from ich.phantom.ellipsoid_head import Ellipsoid, EllipsoidHead
 from ich.phantom.series_writer import SeriesSpec, StudyInfo, to_bytes, write_series
 
 CANARY_NAME, CANARY_ID = "Canary^Reliability", "CANARY-7741"

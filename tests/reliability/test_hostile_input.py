@@ -5,6 +5,7 @@ and the ingestion code itself survives coverage-guided fuzzing (atheris)."""
 from __future__ import annotations
 
 import collections
+import os
 import re
 import subprocess
 import sys
@@ -145,6 +146,7 @@ def test_ingestion_survives_coverage_guided_fuzzing(tmp_path: Path) -> None:
         text=True,
         timeout=PROFILE.atheris_s + 120,
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(FUZZ.parents[1])},  # the tests' shared phantoms
     )
     assert run.returncode == 0, run.stderr[-4000:]
     runs = re.search(r"stat::number_of_executed_units:\s*(\d+)", run.stderr)

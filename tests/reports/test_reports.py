@@ -16,6 +16,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from ellipsoid_head import Ellipsoid
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
@@ -23,11 +24,10 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from ich.dicom import Volume, load
 from ich.phantom.dataset import truth_on_volume
-from ich.phantom.ellipsoid_head import Ellipsoid
 from ich.phantom.generate import CaseOptions, synthesize
 from ich.phantom.lesions import Kind, LesionSpec
 from ich.phantom.series_writer import SeriesSpec, encode_series, render, to_bytes
-from ich.quantify import Geometry, exam_result, instances_from_labels
+from ich.quantify import MeasurementGrid, exam_result, instances_from_labels
 from ich.reports import ReportInputError, measurement_report, overlay_png, segmentation
 from ich.schema import ExamResult, HemorrhageClass, ModelInfo, OperatingPoint
 
@@ -131,7 +131,7 @@ def analysed() -> Study:
         reference.study_uid,
         reference.series_uid,
         instances_from_labels(case.label, score),
-        Geometry.of(reference),
+        MeasurementGrid.of(reference),
         POINT,
     )
     assert {h.hemorrhage_class for h in result.hemorrhages} == set(HemorrhageClass)
@@ -339,7 +339,7 @@ def test_a_negative_study_still_gives_a_valid_seg_and_sr(analysed: Study) -> Non
     sent = analysed.encodings["transposed"]
     empty = np.zeros_like(analysed.label)
     result = exam_result(
-        sent.volume.study_uid, sent.volume.series_uid, [], Geometry.of(sent.volume), POINT
+        sent.volume.study_uid, sent.volume.series_uid, [], MeasurementGrid.of(sent.volume), POINT
     )
     seg = _reread(segmentation(sent.volume, empty, sent.headers, MODEL))
     assert len(seg.SegmentSequence) == 3 and seg.NumberOfFrames == 3

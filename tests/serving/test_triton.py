@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from ich.cli import app
 from ich.dicom import load
-from ich.model.runtime import Analyzer, torch_forward
+from ich.model.analyzer import Analyzer, torch_forward
+from ich.model.contract import DETECTOR_OUTPUTS
 from ich.preprocess import BLOCK_PLANES, BLOCKS_PER_CALL, run_blocks
 from ich.schema import ExamResult
-from ich.serving.backend import DETECTOR_OUTPUTS
 from ich.serving.client import PipelineClient, RemoteAnalysisError, study_files
 from ich.serving.server import TritonServer, free_port
 from ich.serving.steps import preprocess

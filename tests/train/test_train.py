@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from ich.cli import app
 from ich.datasets.ctich import import_ctich
 from ich.evaluate.operating import threshold_at_specificity
+from ich.model.analyzer import Analyzer
 from ich.model.checkpoint import load_model
-from ich.model.runtime import Analyzer
 from ich.schema import ExamResult, OperatingPoint
 from ich.train.cache import CachedCase, TrainingDataError, cache_cases, list_cases
 from ich.train.config import TrainConfig, TrainConfigError, load_config

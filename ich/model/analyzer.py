@@ -15,8 +15,8 @@ from ich.model.checkpoint import DEFAULT_MODEL, load_model
 from ich.model.config import ModelConfig
 from ich.model.detector import Detector
 from ich.pipeline import SeriesContext, finish, prepare
+from ich.postprocess import DetectorOutputs
 from ich.preprocess import BLOCK_PLANES, BLOCKS_PER_CALL, blocks, run_blocks
-from ich.preprocess.outputs import DetectorOutputs
 from ich.schema import ExamResult, OperatingPoint
 
 
