@@ -23,7 +23,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from api.problems import ProblemError
 from api.settings import Settings
-from ich.dicom import InputLimitError
+from ich.dicom import InputLimitError, NoDicomError
 from ich.dicom.sources import UNREADABLE_ZIP, ArchiveExpansion
 
 ZIP_TYPES = {"application/zip", "application/x-zip-compressed"}
@@ -284,6 +284,8 @@ def _unpack(files: list[Path], settings: Settings) -> list[Path]:
                 budget -= expansion.produced
         except InputLimitError as error:
             raise ProblemError("input-limit", str(error), "Archive too large") from None
+        except NoDicomError as error:  # compressed by a method whose output is not bounded
+            raise ProblemError("bad-request", str(error)) from None
         except UNREADABLE_ZIP as error:  # corrupt, encrypted or exotic archives
             raise ProblemError("bad-request", f"The zip archive cannot be read: {error}.") from None
         path.unlink()

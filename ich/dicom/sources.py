@@ -91,7 +91,7 @@ class ArchiveExpansion:
         self.members = [i for i in archive.infolist() if not i.is_dir()]
         exotic = [i for i in self.members if i.compress_type not in READABLE_METHODS]
         if exotic:  # zipfile decompresses them unbounded by the size asked for
-            raise InputLimitError(
+            raise NoDicomError(
                 f"{label}: member {exotic[0].filename!r} uses zip compression method "
                 f"{exotic[0].compress_type}; only stored and deflated members (what zip tools "
                 "write by default) are read. Zip the study again with deflate."
@@ -111,7 +111,7 @@ class ArchiveExpansion:
             zipfile.BadZipFile: the bytes do not match the member's CRC-32.
         """
         capped = _stating(info, self.limit - self.produced + 1)
-        del capped.CRC  # else zipfile checks it on the bytes up to the cap, before we see them
+        capped.CRC = None  # else zipfile checks it on the bytes up to the cap, before we see them
         crc = 0
         with self.archive.open(capped) as stream:
             while chunk := stream.read(CHUNK_BYTES):

@@ -146,7 +146,12 @@ def test_ingestion_survives_coverage_guided_fuzzing(tmp_path: Path) -> None:
         text=True,
         timeout=PROFILE.atheris_s + 120,
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(FUZZ.parents[1])},  # the tests' shared phantoms
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(  # the tests' shared phantoms
+                filter(None, [str(FUZZ.parents[1]), os.environ.get("PYTHONPATH")])
+            ),
+        },
     )
     assert run.returncode == 0, run.stderr[-4000:]
     runs = re.search(r"stat::number_of_executed_units:\s*(\d+)", run.stderr)

@@ -6,6 +6,8 @@ the bytes their members really expand to, never by one member's ratio or a heade
 from __future__ import annotations
 
 import asyncio
+import io
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,12 @@ def test_a_member_whose_header_understates_it_is_refused_by_its_real_bytes(
     assert refused.value.code == "input-limit"
     assert "zip bomb" in refused.value.message and reason in refused.value.message
     assert not folder.exists()  # nothing of it is kept
+
+
+def test_a_member_compressed_by_an_unbounded_method_is_a_bad_request(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_BZIP2) as archive:
+        archive.writestr("slice.dcm", b"\0" * 1000)
+    with pytest.raises(ProblemError) as refused:
+        _upload(buffer.getvalue(), tmp_path / "spool" / "c", Settings(data_dir=tmp_path))
+    assert refused.value.code == "bad-request" and "deflate" in refused.value.message
