@@ -12,7 +12,12 @@ from pathlib import Path
 
 import jwt
 import pytest
-from archive_cases import understated  # type: ignore[import-not-found]
+from archive_cases import (  # type: ignore[import-not-found]
+    member_ratios,
+    study_with_an_air_slice,
+    understated,  # type: ignore[import-not-found]
+    zipped,
+)
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
@@ -238,3 +243,20 @@ def test_the_openapi_examples_are_valid_documents(app_client: App) -> None:
         EXAMPLE_ANALYSIS
     )
     assert ProblemDetail.model_validate(schema["ProblemDetail"]["examples"][0]).status == 422
+
+
+def test_a_study_whose_slice_compresses_500_fold_is_analysed(app_client: App) -> None:
+    """The refused-study regression: a valid zip whose air slice compresses past the old
+    per-member limit (200-fold) goes through POST /v1/analyses to a result."""
+    study_uid, files = study_with_an_air_slice()
+    archive = zipped(files)
+    assert max(member_ratios(archive)) > 200
+    client = app_client()
+    answer = client.post(
+        "/v1/analyses",
+        content=archive,
+        headers={"Content-Type": "application/zip", "X-API-Key": _key(client)},
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "done" and body["result"]["study_uid"] == study_uid
