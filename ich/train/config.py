@@ -48,6 +48,12 @@ class TrainConfig(BaseModel):
     init: Path | None = Field(
         None, description="Model file whose weights training starts from (fine-tuning)."
     )
+    fold_init: Path | None = Field(
+        None,
+        description="Cross-validation: fold K starts from FOLD_INIT/fold_K/model.pt, the same "
+        "fold of an earlier cross-validation on the same folds, instead of `init` (which saw "
+        "every patient). A longer schedule thus continues each fold without leaking.",
+    )
     operating_point: Path | None = Field(
         None,
         description="JSON operating point to store in the model (cross-validation writes one); "

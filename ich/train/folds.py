@@ -96,6 +96,7 @@ def cross_validate(
                 indent=2,
             ) + "\n"
         )  # fmt: skip
+    _check_fold_init(config, folded, assignment)
     lines, outcomes = [], []
     always_patients = [patient_of(c) for c in always]
     for fold in range(folds):
@@ -106,7 +107,9 @@ def cross_validate(
         training += [c for c, f in zip(folded, assignment, strict=True) if f != fold]
         model = out / f"fold_{fold}" / "model.pt"
         if not model.is_file():
-            model = train(config, out / f"fold_{fold}", resume, training, progress)
+            model = train(
+                _fold_config(config, fold), out / f"fold_{fold}", resume, training, progress
+            )
         if not dist.main:
             continue  # the other data-parallel processes only train
         analyzer = Analyzer(model)
@@ -122,6 +125,43 @@ def cross_validate(
         path.write_text("".join(json.dumps(line) + "\n" for line in lines))
         write_out_of_fold(outcomes, config, out, folds, _citations(fold_data or config.data))
     return path
+
+
+def _fold_config(config: TrainConfig, fold: int) -> TrainConfig:
+    """The config of one fold: with ``fold_init``, it starts from that fold's earlier model."""
+    if config.fold_init is None:
+        return config
+    return config.model_copy(update={"init": config.fold_init / f"fold_{fold}" / "model.pt"})
+
+
+def _check_fold_init(config: TrainConfig, folded: Sequence[Path], assignment: np.ndarray) -> None:
+    """A fold may only continue from a model that never saw its held-out patients: the earlier
+    cross-validation must have dealt the same studies into the same folds, and finished them.
+
+    Raises:
+        TrainingError: the earlier run is missing, unfinished, or folded differently.
+    """
+    if config.fold_init is None:
+        return
+    record = config.fold_init / FOLDS
+    if not record.is_file():
+        raise TrainingError(
+            f"fold_init {config.fold_init} holds no {FOLDS}: give the folder of an earlier "
+            "cross-validation (`ich train --folds`)"
+        )
+    earlier = {c["case"]: c["fold"] for c in json.loads(record.read_text())["cases"]}
+    now = {str(c): int(f) for c, f in zip(folded, assignment, strict=True)}
+    if earlier != now:
+        raise TrainingError(
+            f"{record} deals the studies into other folds than this run (seed {config.seed}); "
+            "continuing from its models would train on held-out patients"
+        )
+    missing = sorted({f for f in now.values()
+                      if not (config.fold_init / f"fold_{f}" / "model.pt").is_file()})  # fmt: skip
+    if missing:
+        raise TrainingError(
+            f"{config.fold_init} has no model for fold(s) {missing}: finish that run first"
+        )
 
 
 def _citations(folders: Sequence[Path]) -> list[str]:
