@@ -347,3 +347,53 @@ def test_a_flagged_class_always_flags_any_ich() -> None:
     point = choose_operating_point(outcomes, 1.0, "test")
     assert point.thresholds[sah] == pytest.approx(0.3001)
     assert point.any_ich <= min(point.thresholds.values())
+
+
+def test_a_continued_cross_validation_starts_each_fold_from_its_own_earlier_model(
+    tiny: TrainConfig, trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tmp_path / "real"
+    import_ctich(small_source(tmp_path / "source", patients=4), real)
+    started: dict[str, Path | None] = {}
+
+    def record(config: TrainConfig, out: Path, *args: object) -> Path:
+        started[out.name] = config.init
+        return trained
+
+    monkeypatch.setattr("ich.train.folds.train", record)
+    config = tiny.model_copy(update={"validation": None, "init": trained})
+    cross_validate(config, tmp_path / "first", folds=2, fold_data=[real])
+    assert started == {"fold_0": trained, "fold_1": trained}
+    for fold in (0, 1):  # the earlier run's fold models, as `train` writes them
+        (tmp_path / "first" / f"fold_{fold}").mkdir(exist_ok=True)
+        shutil.copy(trained, tmp_path / "first" / f"fold_{fold}" / "model.pt")
+    later = config.model_copy(update={"fold_init": tmp_path / "first"})
+    cross_validate(later, tmp_path / "later", folds=2, fold_data=[real])
+    assert started == {f"fold_{k}": tmp_path / "first" / f"fold_{k}" / "model.pt" for k in (0, 1)}
+
+
+def test_a_continued_cross_validation_refuses_other_folds_or_unfinished_ones(
+    tiny: TrainConfig, trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tmp_path / "real"
+    import_ctich(small_source(tmp_path / "source", patients=4), real)
+    monkeypatch.setattr("ich.train.folds.train", lambda *args: trained)
+    config = tiny.model_copy(update={"validation": None})
+    earlier = tmp_path / "first"
+    cross_validate(config, earlier, folds=2, fold_data=[real])
+    (earlier / "fold_0").mkdir()
+    shutil.copy(trained, earlier / "fold_0" / "model.pt")
+    later = config.model_copy(update={"fold_init": earlier})
+    with pytest.raises(TrainingError, match=r"no model for fold\(s\) \[1\]"):
+        cross_validate(later, tmp_path / "later", folds=2, fold_data=[real])
+    (earlier / "fold_1").mkdir()
+    shutil.copy(trained, earlier / "fold_1" / "model.pt")
+    record = json.loads((earlier / "folds.json").read_text())
+    for case in record["cases"]:
+        case["fold"] = 1 - case["fold"]  # every held-out patient was trained on
+    (earlier / "folds.json").write_text(json.dumps(record))
+    with pytest.raises(TrainingError, match=r"other folds .* held-out patients"):
+        cross_validate(later, tmp_path / "later", folds=2, fold_data=[real])
+    with pytest.raises(TrainingError, match=r"holds no folds\.json"):
+        cross_validate(later.model_copy(update={"fold_init": real}), tmp_path / "x", folds=2,
+                       fold_data=[real])  # fmt: skip
