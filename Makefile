@@ -111,6 +111,19 @@ train-real-%: real-data
 	$(BIN)/ich train --config real-$* --data $(DATA)/train_real --data $(DATA)/train_drawn \
 	  --data $(CTICH) --operating-point runs/real-$*-cv/operating_point.json --out runs/real-$* --resume
 
+# The held-out checks of a variant's all-patient model, beside the shipped model's (the model
+# card): the synthetic test sets, the real single slices, and the two real heads without blood.
+evaluate-real-%: venv
+	$(BIN)/ich evaluate --model runs/real-$*/model.pt --data $(DATA)/test_phantom \
+	  --out docs/evaluation/real_$*/test_phantom
+	$(BIN)/ich evaluate --model runs/real-$*/model.pt --data $(DATA)/test_real \
+	  --out docs/evaluation/real_$*/test_real
+	$(BIN)/ich evaluate --model runs/real-$*/model.pt --real ../shared/data/real \
+	  --out docs/evaluation/real_$*/real_slices
+	$(BIN)/ich analyze --model runs/real-$*/model.pt ../shared/data/real/ge_head_gantry_tilt \
+	  > docs/evaluation/real_$*/ge_head.txt
+	$(BIN)/ich analyze --model runs/real-$*/model.pt $(REAL_CQ500) > docs/evaluation/real_$*/cq500_ct0.txt
+
 cross-validate-long: cross-validate-focus
 train-real-long: train-real-focus cross-validate-long
 
