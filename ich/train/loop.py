@@ -21,6 +21,7 @@ from ich.evaluate.cases import LabelledCase, labelled_case
 from ich.evaluate.operating import choose_operating_point, read_operating_point
 from ich.model.checkpoint import load_model, save_model
 from ich.model.detector import Detector
+from ich.model.grow import GrowthError, check_growable, load_grown
 from ich.model.mask_rcnn import build_mask_rcnn
 from ich.train.cache import CachedCase, cache_cases, list_cases
 from ich.train.config import TrainConfig
@@ -300,7 +301,8 @@ def _validate(
 
 
 def _start_from(network: torch.nn.Module, config: TrainConfig) -> None:
-    """Load ``config.init``'s weights: a model file of the same configuration.
+    """Load ``config.init``'s weights: a model file of the same configuration, or of one
+    with fewer blocks per stage (the network grows, see :mod:`ich.model.grow`).
 
     Raises:
         ModelFileError: the file is unreadable.
@@ -308,12 +310,18 @@ def _start_from(network: torch.nn.Module, config: TrainConfig) -> None:
     """
     assert config.init is not None
     loaded, model_config, _, _ = load_model(config.init)
-    if model_config != config.model:
+    if model_config == config.model:
+        network.load_state_dict(loaded.state_dict())
+        return
+    try:
+        check_growable(model_config, config.model)
+        load_grown(network, loaded.state_dict(), model_config)
+    except GrowthError as error:
         raise TrainingError(
-            f"{config.init} was made for another model configuration; fine-tuning needs the "
-            "same one (copy its `model:` section into the training config)"
-        )
-    network.load_state_dict(loaded.state_dict())
+            f"{config.init} was made for another model configuration ({error}); fine-tuning "
+            "needs the same one, or the same with blocks appended to its stages (copy its "
+            "`model:` section into the training config)"
+        ) from error
 
 
 def _final_model(

@@ -299,15 +299,16 @@ def test_real_slices_are_read_and_scored(trained: Path, real: Path) -> None:
     assert 0 <= results["ctich"]["dice_pooled"] <= 1
 
 
-@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu", "real"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in TINY.parent.glob("*.yaml")))
 def test_bundled_configs_parse_and_build(name: str) -> None:
+    from ich.model.grow import check_growable
     from ich.model.mask_rcnn import build_mask_rcnn
 
     config = load_config(TINY.parent / f"{name}.yaml")
     network = build_mask_rcnn(config.model)
     assert sum(p.numel() for p in network.parameters()) > 1000
-    if config.init is not None:  # fine-tuning starts from a shipped file of the same model
-        assert load_model(Path(__file__).parents[2] / config.init)[1] == config.model
+    if config.init is not None:  # fine-tuning starts from a shipped file of the model or less
+        check_growable(load_model(Path(__file__).parents[2] / config.init)[1], config.model)
 
 
 def test_a_region_survives_training_target_and_mask_read_back_unchanged() -> None:
@@ -397,3 +398,24 @@ def test_a_continued_cross_validation_refuses_other_folds_or_unfinished_ones(
     with pytest.raises(TrainingError, match=r"holds no folds\.json"):
         cross_validate(later.model_copy(update={"fold_init": real}), tmp_path / "x", folds=2,
                        fold_data=[real])  # fmt: skip
+
+
+def test_fine_tuning_grows_a_deeper_network_and_refuses_another(
+    tiny: TrainConfig, trained: Path, tmp_path: Path
+) -> None:
+    from ich.model.config import Stage
+
+    def with_stages(*stages: Stage) -> TrainConfig:
+        detector = tiny.model.detector.model_copy(update={"stages": stages})
+        model = tiny.model.model_copy(update={"detector": detector})
+        return tiny.model_copy(
+            update={"model": model, "init": trained, "validation": None, "steps": 2}
+        )
+
+    first, *rest = tiny.model.detector.stages
+    deeper = with_stages(Stage(channels=first.channels, blocks=3), *rest)
+    grown = train(deeper, tmp_path / "grown")
+    assert load_model(grown)[1] == deeper.model
+    wider = with_stages(Stage(channels=2 * first.channels), *rest)
+    with pytest.raises(TrainingError, match=f"stage 0 has {2 * first.channels} channels"):
+        train(wider, tmp_path / "wider")
