@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ich.errors import IchError
 from ich.model.config import ModelConfig
@@ -39,8 +40,13 @@ class TrainConfig(BaseModel):
         0.0,
         ge=0,
         le=1,
-        description="Blood-free draws taken from the planes with the most bone (skull base, "
-        "vertex), where false positives gather.",
+        description="Blood-free draws taken from the hardest quarter of blood-free planes "
+        "(see hard_negatives), where false positives gather.",
+    )
+    hard_negatives: Literal["bone", "mined"] = Field(
+        "bone",
+        description="Which planes are hard: those with the most bone (skull base, vertex), or "
+        "those the init model scores highest (mined once before training; needs init).",
     )
     window_fraction: float = Field(
         0.0, ge=0, le=1, description="Full-range planes shown as if stored in a brain window."
@@ -70,6 +76,12 @@ class TrainConfig(BaseModel):
     cache_workers: int = Field(2, ge=1)
     amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _mined_from_a_model(self) -> TrainConfig:
+        if self.hard_negatives == "mined" and self.init is None and self.fold_init is None:
+            raise ValueError("hard_negatives: mined needs a model to mine with: set init")
+        return self
 
 
 def load_config(path: Path) -> TrainConfig:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -27,6 +28,7 @@ from ich.train.cache import CachedCase, cache_cases, list_cases
 from ich.train.config import TrainConfig
 from ich.train.dataset import PlaneStacks, collate
 from ich.train.distributed import Distributed
+from ich.train.mining import detection_scores
 from ich.train.sampling import BalancedSampler
 from ich.train.validate import validation_metrics, validation_outcomes
 
@@ -147,10 +149,13 @@ def train(
         case_dirs = [c for d in config.data for c in list_cases(d)]
     cases = _cached(config, case_dirs, dist, progress)
     state = _initial_state(config, dist.device)
+    hardness = None
+    if config.hard_negatives == "mined":  # by the init weights, before a resume replaces them
+        hardness = detection_scores(state.network, config.model, cases)
     if resume and (out / LAST).is_file():
         state.restore(out, dist.device)
     model = dist.wrap(state.network)
-    batches = iter(_loader(config, cases, dist, state.step))
+    batches = iter(_loader(config, cases, dist, state.step, hardness))
     validation: list[LabelledCase] = []
     if dist.main and config.validation is not None:
         validation = [labelled_case(c) for c in list_cases(config.validation)]
@@ -213,7 +218,11 @@ def _initial_state(config: TrainConfig, device: torch.device) -> _State:
 
 
 def _loader(
-    config: TrainConfig, cases: list[CachedCase], dist: Distributed, step: int
+    config: TrainConfig,
+    cases: list[CachedCase],
+    dist: Distributed,
+    step: int,
+    hardness: np.ndarray | None = None,
 ) -> DataLoader:
     """Balanced planes without end; each process and each resumed step draws anew."""
     sampler = BalancedSampler(
@@ -224,6 +233,7 @@ def _loader(
         step,
         config.real_fraction,
         config.hard_fraction,
+        hardness,
     )
     stacks = PlaneStacks(
         cases,

@@ -8,7 +8,8 @@ in that plane; groups without planes are left out), then a plane of it.
 The false positives of a detector trained on mid-brain planes gather where bone meets brain:
 the skull base (petrous bone, sinuses, clinoids) and the vertex (skull cut tangentially). A
 share of the "no blood" draws (``hard_fraction``) takes its plane from the quarter of each
-pool's blood-free planes with the most bone for the head they hold.
+pool's blood-free planes that are hardest: by default those with the most bone for the head
+they hold, or those the starting model scores highest (:mod:`ich.train.mining`).
 """
 
 from __future__ import annotations
@@ -59,17 +60,23 @@ class BalancedSampler(Sampler[tuple[int, int]]):
         step: int = 0,
         real_fraction: float = 0.0,
         hard_fraction: float = 0.0,
+        hardness: np.ndarray | None = None,
     ) -> None:
+        """``hardness`` ranks every plane of ``cases`` (in order) for the hard draws; without
+        it, planes rank by :func:`bone_share`."""
         planes = [(c, p) for c, case in enumerate(cases) for p in range(len(case.areas))]
         self.planes = np.asarray(planes, dtype=np.int64)
         areas = np.concatenate([case.areas for case in cases])
         usable = np.concatenate([case.unclassified == 0 for case in cases])
         real = np.concatenate([np.full(len(case.areas), case.real) for case in cases])
-        hardness = (
-            np.concatenate([bone_share(case) for case in cases])
-            if hard_fraction > 0
-            else np.zeros(len(planes))
-        )
+        if hardness is None:
+            hardness = (
+                np.concatenate([bone_share(case) for case in cases])
+                if hard_fraction > 0
+                else np.zeros(len(planes))
+            )
+        elif len(hardness) != len(planes):
+            raise ValueError(f"hardness of {len(hardness)} planes for {len(planes)} planes")
         pools = (
             _Pool.of(areas, usable & real, hardness),
             _Pool.of(areas, usable & ~real, hardness),

@@ -103,6 +103,37 @@ def test_sampler_draws_hard_negatives_from_the_bone_rich_planes(tmp_path: Path) 
     assert share[1] == pytest.approx(0.8 + 0.2 * 2 / 7, abs=0.04)
 
 
+def test_sampler_draws_hard_negatives_from_the_planes_given_as_hardest(tmp_path: Path) -> None:
+    areas = np.zeros((8, 3), dtype=np.int64)
+    areas[3, 0] = 50
+    cases = [CachedCase(tmp_path, "c", areas, np.zeros(8, dtype=np.int64))]
+    mined = np.array([0.1, 0.2, 0.9, 0.7, 0.1, 0.8, 0.0, 0.3])  # plane 3 holds blood
+    hard = BalancedSampler(cases, 1.0 - 1e-9, seed=2, hard_fraction=0.8, hardness=mined)
+    share = np.mean([p in (2, 5) for _, p in (hard.draw() for _ in range(2000))])
+    assert share == pytest.approx(0.8 + 0.2 * 2 / 7, abs=0.04)
+    with pytest.raises(ValueError, match="hardness of 7 planes for 8"):
+        BalancedSampler(cases, 0.5, seed=2, hard_fraction=0.8, hardness=mined[:7])
+
+
+def test_mining_scores_the_planes_as_analysis_of_the_study_does(
+    tiny: TrainConfig, trained: Path, small_synth: Path
+) -> None:
+    from ich.dicom.ingest import load
+    from ich.pipeline import prepare
+    from ich.train.mining import detection_scores
+
+    network, config, _, _ = load_model(trained)
+    dirs = list_cases(small_synth)[:2]
+    cases = cache_cases(dirs, config.input, tiny.cache)
+    mined = detection_scores(network, config, cases)
+    assert mined.shape == (sum(len(c.areas) for c in cases),) and network.training
+    analyzer = Analyzer(trained, compiled=False)
+    found = [analyzer.detect(prepare(load(d / "dicom"), config.input).series) for d in dirs]
+    expected = np.concatenate([f.scores.max(axis=1, initial=0.0) for f in found])
+    np.testing.assert_allclose(mined, expected, atol=0.02)
+    assert mined.max() > 0
+
+
 def test_targets_are_one_object_per_region_of_each_class() -> None:
     label = np.zeros((32, 32), dtype=np.uint8)
     label[2:5, 3:9] = 1
@@ -257,6 +288,9 @@ def test_config_errors_name_the_problem(tmp_path: Path) -> None:
         load_config(tmp_path / "bad.yaml")
     with pytest.raises(TrainConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+    (tmp_path / "mined.yaml").write_text("name: x\ndata: [d]\nsteps: 1\nhard_negatives: mined\n")
+    with pytest.raises(TrainConfigError, match="mined needs a model to mine with"):
+        load_config(tmp_path / "mined.yaml")
 
 
 def test_operating_threshold_keeps_the_specificity() -> None:
@@ -414,7 +448,8 @@ def test_fine_tuning_grows_a_deeper_network_and_refuses_another(
 
     first, *rest = tiny.model.detector.stages
     deeper = with_stages(Stage(channels=first.channels, blocks=3), *rest)
-    grown = train(deeper, tmp_path / "grown")
+    deeper = deeper.model_copy(update={"hard_fraction": 0.5, "hard_negatives": "mined"})
+    grown = train(deeper, tmp_path / "grown")  # mined by the smaller model, grown
     assert load_model(grown)[1] == deeper.model
     wider = with_stages(Stage(channels=2 * first.channels), *rest)
     with pytest.raises(TrainingError, match=f"stage 0 has {2 * first.channels} channels"):
