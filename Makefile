@@ -10,7 +10,7 @@ REAL_CQ500 := ../shared/data/real/cq500/dicom
 # pip's notes about optional local indexes are noise on machines that lack them.
 QUIET_PIP := grep -v -e "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: venv run test lint bench clean postgres browser reliability train-data train real-data cross-validate train-real ship-model export evaluate
+.PHONY: venv run test lint bench clean postgres browser reliability train-data train real-data cross-validate train-real ship-model export evaluate evaluate-in-sample
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -123,6 +123,11 @@ evaluate-real-%: venv
 	$(BIN)/ich analyze --model runs/real-$*/model.pt ../shared/data/real/ge_head_gantry_tilt \
 	  > docs/evaluation/real_$*/ge_head.txt
 	$(BIN)/ich analyze --model runs/real-$*/model.pt $(REAL_CQ500) > docs/evaluation/real_$*/cq500_ct0.txt
+
+# The shipped model on the 44 patients it trained on (docs/evaluation/ctich_in_sample): how well
+# the recipe fits its own training patients, beside the out-of-fold figures.
+evaluate-in-sample: real-data
+	$(BIN)/ich evaluate --data $(CTICH) --out docs/evaluation/ctich_in_sample
 
 cross-validate-long: cross-validate-focus
 train-real-long: train-real-focus cross-validate-long

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 import torch
 
-from ich.model.config import DetectorConfig, ModelConfig, Stage
+from ich.model.config import ModelConfig, Stage
 from ich.model.grow import GrowthError, check_growable, load_grown
 from ich.model.mask_rcnn import build_mask_rcnn
 from ich.preprocess import InputSpec
+from ich.train.config import load_config
 
-SMALL = ModelConfig(
-    input=InputSpec(size=64, pixel_mm=4.0),
-    detector=DetectorConfig(
-        stem=4,
-        stages=(Stage(channels=8), Stage(channels=8), Stage(channels=16), Stage(channels=16)),
-        fpn_channels=8,
-        representation=16,
-        mask_layers=(8,),
-        detections_per_plane=5,
-    ),
-)
+SMALL = load_config(Path(__file__).parents[2] / "ich" / "train" / "configs" / "tiny.yaml").model
 
 
 def _deeper(config: ModelConfig, blocks: tuple[int, ...]) -> ModelConfig:
@@ -31,22 +25,10 @@ def _deeper(config: ModelConfig, blocks: tuple[int, ...]) -> ModelConfig:
     return _with(config, stages=stages)
 
 
-def _trained(config: ModelConfig) -> torch.nn.Module:
-    """Weights and batch-norm statistics unlike a fresh network's, residual branches on."""
-    torch.manual_seed(0)
-    network = build_mask_rcnn(config)
-    with torch.no_grad():
-        for name, p in network.named_parameters():
-            if name.endswith("expand.1.weight"):
-                p.fill_(1.0)
-    network.train()
-    for _ in range(2):
-        network.backbone(torch.rand(4, config.input.channels, 64, 64))
-    return network.eval()
-
-
-def test_a_grown_network_computes_what_the_small_one_did_and_then_learns() -> None:
-    small = _trained(SMALL)
+def test_a_grown_network_computes_what_the_small_one_did_and_then_learns(
+    trained_looking: Callable[[ModelConfig], torch.nn.Module],
+) -> None:
+    small = trained_looking(SMALL)
     large_config = _deeper(SMALL, (2, 3, 1, 2))
     large = build_mask_rcnn(large_config)
     load_grown(large, small.state_dict(), SMALL)
@@ -97,8 +79,10 @@ def test_growth_refuses_anything_but_appended_blocks(
         check_growable(small, large)
 
 
-def test_growth_refuses_weights_that_do_not_fit() -> None:
-    small = _trained(SMALL).state_dict()
+def test_growth_refuses_weights_that_do_not_fit(
+    trained_looking: Callable[[ModelConfig], torch.nn.Module],
+) -> None:
+    small = trained_looking(SMALL).state_dict()
     stem = next(k for k in small if ".stem." in k)
     del small[stem]  # a weight the grown network needs that no appended block explains
     with pytest.raises(GrowthError, match="missing"):

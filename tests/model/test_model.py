@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,6 @@ from ich.model.batched_mask_rcnn import grouped_nms
 from ich.model.checkpoint import ModelFileError, load_model, save_model
 from ich.model.config import DetectorConfig, ModelConfig, Stage
 from ich.model.detector import Detector
-from ich.model.mask_rcnn import build_mask_rcnn
 from ich.preprocess import InputSpec
 
 TINY = ModelConfig(
@@ -31,22 +31,10 @@ TINY = ModelConfig(
 )
 
 
-def _trained_looking(config: ModelConfig) -> torch.nn.Module:
-    """A network with non-trivial weights and batch-norm statistics (as after training)."""
-    torch.manual_seed(0)
-    network = build_mask_rcnn(config)
-    with torch.no_grad():
-        for name, p in network.named_parameters():
-            if name.endswith("expand.1.weight"):
-                p.fill_(1.0)  # residual branches start at zero: switch them on
-    network.train()
-    for _ in range(2):
-        network.backbone(torch.rand(4, config.input.channels, 64, 64))
-    return network.eval()
-
-
-def test_the_3d_stages_fold_five_planes_into_2d_maps_at_four_strides() -> None:
-    backbone = _trained_looking(TINY).backbone.body
+def test_the_3d_stages_fold_five_planes_into_2d_maps_at_four_strides(
+    trained_looking: Callable[[ModelConfig], torch.nn.Module],
+) -> None:
+    backbone = trained_looking(TINY).backbone.body
     assert isinstance(backbone, HybridBackbone)
     x = torch.rand(2, 15, 64, 64)
     features = backbone(x)
@@ -60,9 +48,11 @@ def test_the_3d_stages_fold_five_planes_into_2d_maps_at_four_strides() -> None:
         assert not torch.allclose(backbone(changed)["3"], features["3"])
 
 
-def test_a_series_in_one_pass_gives_the_features_of_its_stacks() -> None:
+def test_a_series_in_one_pass_gives_the_features_of_its_stacks(
+    trained_looking: Callable[[ModelConfig], torch.nn.Module],
+) -> None:
     """Inference runs the 3D stages once over a series; training runs them per stack."""
-    backbone = _trained_looking(TINY).backbone
+    backbone = trained_looking(TINY).backbone
     series = torch.rand(3, 6 + 4, 64, 64)
     stacks = torch.stack([series[:, p : p + 5].reshape(15, 64, 64) for p in range(6)])
     with torch.inference_mode():
@@ -79,8 +69,10 @@ def test_config_checks_that_the_3d_stages_match_the_context() -> None:
         DetectorConfig(stages=(Stage(channels=8),))
 
 
-def test_the_detector_scripts_and_gives_the_same_answer_every_time() -> None:
-    detector = Detector.for_config(_trained_looking(TINY), TINY)
+def test_the_detector_scripts_and_gives_the_same_answer_every_time(
+    trained_looking: Callable[[ModelConfig], torch.nn.Module],
+) -> None:
+    detector = Detector.for_config(trained_looking(TINY), TINY)
     x = torch.rand(2, 3, 3 + 4, 64, 64)
     with torch.inference_mode():
         eager = detector(x)
@@ -99,8 +91,10 @@ def test_the_detector_scripts_and_gives_the_same_answer_every_time() -> None:
         detector(torch.rand(1, 3, 4, 64, 64))
 
 
-def test_model_files_round_trip_and_bad_files_are_named(tmp_path: Path) -> None:
-    network = _trained_looking(TINY)
+def test_model_files_round_trip_and_bad_files_are_named(
+    tmp_path: Path, trained_looking: Callable[[ModelConfig], torch.nn.Module]
+) -> None:
+    network = trained_looking(TINY)
     save_model(tmp_path / "m.pt", network, TINY, provenance={"note": "test"})
     loaded, config, point, provenance = load_model(tmp_path / "m.pt")
     assert config == TINY and provenance == {"note": "test"}
