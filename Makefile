@@ -10,7 +10,7 @@ REAL_CQ500 := ../shared/data/real/cq500/dicom
 # pip's notes about optional local indexes are noise on machines that lack them.
 QUIET_PIP := grep -v -e "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: venv run test lint bench clean postgres browser reliability train-data train real-data cross-validate train-real ship-model export evaluate evaluate-in-sample
+.PHONY: venv run test lint bench clean postgres browser reliability train-data test-data train real-data cross-validate train-real ship-model export evaluate evaluate-in-sample
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,11 +69,14 @@ bench: venv
 DATA := .data
 SYNTH = @test -f $(DATA)/$(1)/manifest.json || $(BIN)/ich synth --out $(DATA)/$(1) --workers 2 $(2)
 
-train-data: venv
+train-data: test-data
 	$(call SYNTH,train_phantom5,--studies 300 --seed 1000 --prevalence 0.6 --slice-mm 5)
 	$(call SYNTH,val,--studies 40 --seed 8000 --prevalence 0.5 --slice-mm 5)
 	$(call SYNTH,train_real,--studies 40 --seed 3000 --prevalence 0.6 --background real)
 	$(call SYNTH,train_drawn,--studies 40 --seed 2000 --prevalence 0.6)
+
+# The held-out synthetic test sets (full-range DICOM) of `make evaluate` and `evaluate-real-NAME`.
+test-data: venv
 	$(call SYNTH,test_phantom,--studies 100 --seed 9000 --prevalence 0.5)
 	$(call SYNTH,test_real,--studies 30 --seed 9500 --prevalence 0.5 --background real)
 
@@ -113,7 +116,7 @@ train-real-%: real-data
 
 # The held-out checks of a variant's all-patient model, beside the shipped model's (the model
 # card): the synthetic test sets, the real single slices, and the two real heads without blood.
-evaluate-real-%: venv
+evaluate-real-%: test-data
 	$(BIN)/ich evaluate --model runs/real-$*/model.pt --data $(DATA)/test_phantom \
 	  --out docs/evaluation/real_$*/test_phantom
 	$(BIN)/ich evaluate --model runs/real-$*/model.pt --data $(DATA)/test_real \
@@ -144,7 +147,7 @@ ship-model:
 export: venv
 	$(BIN)/ich export
 
-evaluate: venv
+evaluate: test-data
 	$(BIN)/ich evaluate --data $(DATA)/test_phantom --out docs/evaluation/test_phantom
 	$(BIN)/ich evaluate --data $(DATA)/test_real --out docs/evaluation/test_real
 	$(BIN)/ich evaluate --real ../shared/data/real --out docs/evaluation/real_slices
