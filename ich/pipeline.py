@@ -16,10 +16,12 @@ from ich.dicom.volume import Volume
 from ich.errors import IchError
 from ich.postprocess import DetectorOutputs, detections_on_volume
 from ich.preprocess import InputSpec, ModelGrid, model_input
+from ich.preprocess.cavity import intracranial_cavity
 from ich.preprocess.stored_window import StoredWindow
 from ich.quantify import MeasurementGrid, instances_from_labels
 from ich.quantify.exam import exam_result
 from ich.quantify.instances import paint_detections
+from ich.quantify.rle import decode_label_volume, encode_label_volume
 from ich.schema import ExamResult, IngestionWarning, OperatingPoint
 
 
@@ -30,6 +32,8 @@ class Prepared:
     grid: ModelGrid
     series: np.ndarray
     """float32 (windows, planes + context - 1, size, size), see :func:`model_input`."""
+    cavity: np.ndarray
+    """bool (planes, size, size): inside the skull, see :func:`intracranial_cavity`."""
 
 
 class SeriesTooLongError(IchError):
@@ -50,7 +54,15 @@ def prepare(volume: Volume, spec: InputSpec, max_planes: int | None = None) -> P
             f"the series spans {grid.planes} model planes of {spec.slab_mm:g} mm; at most "
             f"{max_planes} are analysed at once: send a head CT, not a whole-body scan"
         )
-    return Prepared(grid, model_input(grid.hu_planes(volume.hu), spec))
+    return prepared_on(grid, volume.hu)
+
+
+def prepared_on(grid: ModelGrid, hu: np.ndarray) -> Prepared:
+    """The detector input and the intracranial cavity of volume ``hu`` on ``grid``."""
+    planes, spec = grid.hu_planes(hu), grid.spec
+    return Prepared(
+        grid, model_input(planes, spec), intracranial_cavity(planes, spec.pixel_mm, spec.slab_mm)
+    )
 
 
 def windowed_warning(window: StoredWindow | None) -> tuple[IngestionWarning, ...]:
@@ -70,8 +82,9 @@ def windowed_warning(window: StoredWindow | None) -> tuple[IngestionWarning, ...
 
 class SeriesContext(BaseModel):
     """Everything the postprocess needs of an ingested series besides its pixels: identity,
-    measuring geometry, ingestion warnings and the model grid. Floats survive the JSON round
-    trip exactly, so a served result equals the in-process one."""
+    measuring geometry, ingestion warnings, the model grid and the intracranial cavity on it
+    (compressed, a few kB). Floats survive the JSON round trip exactly, so a served result
+    equals the in-process one."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -87,10 +100,12 @@ class SeriesContext(BaseModel):
     group: int
     scale: tuple[float, float]
     centre: tuple[float, float]
+    cavity: str
+    """:attr:`Prepared.cavity` as :func:`encode_label_volume` text."""
 
     @classmethod
-    def of(cls, volume: Volume, grid: ModelGrid) -> SeriesContext:
-        geometry = MeasurementGrid.of(volume)
+    def of(cls, volume: Volume, prepared: Prepared) -> SeriesContext:
+        geometry, grid = MeasurementGrid.of(volume), prepared.grid
         return cls(
             study_uid=volume.study_uid,
             series_uid=volume.series_uid,
@@ -104,6 +119,7 @@ class SeriesContext(BaseModel):
             group=grid.group,
             scale=grid.scale,
             centre=grid.centre,
+            cavity=encode_label_volume(prepared.cavity),
         )
 
     @property
@@ -120,6 +136,12 @@ class SeriesContext(BaseModel):
     def grid(self) -> ModelGrid:
         return ModelGrid(self.spec, self.shape, self.group, self.scale, self.centre)
 
+    @property
+    def cavity_planes(self) -> np.ndarray:
+        grid = self.grid
+        shape = (grid.planes, self.spec.size, self.spec.size)
+        return decode_label_volume(self.cavity, shape).astype(bool)
+
 
 def finish(
     context: SeriesContext,
@@ -130,7 +152,8 @@ def finish(
 ) -> tuple[ExamResult, np.ndarray]:
     """The exam result and its label volume (reported hemorrhages only) on the series' grid."""
     shape = context.shape
-    label, score = paint_detections(detections_on_volume(context.grid, outputs), shape)
+    found = detections_on_volume(context.grid, outputs, context.cavity_planes)
+    label, score = paint_detections(found, shape)
     instances = instances_from_labels(label, score)
     reported = np.zeros(shape, dtype=np.uint8)
     for instance in instances:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ich.preprocess.cavity import inside_share
 from ich.preprocess.grid import ModelGrid
 from ich.quantify.instances import Detection
 from ich.schema import HemorrhageClass
@@ -37,14 +38,32 @@ class DetectorOutputs:
         return cls(*flat)
 
 
-def detections_on_volume(grid: ModelGrid, outputs: DetectorOutputs) -> list[Detection]:
-    """Every detection as a mask on each volume plane of its slab (empty masks dropped)."""
+MIN_INSIDE = 0.5
+"""A detection is kept when at least this share of its mask lies inside the skull."""
+
+
+def detections_on_volume(
+    grid: ModelGrid, outputs: DetectorOutputs, cavity: np.ndarray | None = None
+) -> list[Detection]:
+    """Every detection as a mask on each volume plane of its slab (empty masks dropped).
+
+    With the intracranial ``cavity`` (bool, (planes, size, size) on the model grid), a
+    detection mostly outside it (:data:`MIN_INSIDE`) is dropped: intracranial blood lies
+    inside the skull, and what the detector finds in the orbits, sinuses or scalp is a mimic.
+    """
     if len(outputs.counts) != grid.planes:
         raise ValueError(f"{len(outputs.counts)} planes of outputs for a {grid.planes}-plane grid")
+    if cavity is not None and cavity.shape != (grid.planes, grid.spec.size, grid.spec.size):
+        raise ValueError(f"cavity {cavity.shape} does not match the {grid.planes}-plane grid")
     found = []
     for plane, count in enumerate(outputs.counts):
         for k in range(int(count)):
-            mask = grid.volume_mask(outputs.masks[plane, k], outputs.boxes[plane, k])
+            probability, box = outputs.masks[plane, k], outputs.boxes[plane, k]
+            if cavity is not None:
+                inside = inside_share(cavity[plane], grid.model_mask(probability, box))
+                if inside < MIN_INSIDE:
+                    continue
+            mask = grid.volume_mask(probability, box)
             if not mask.any():
                 continue
             hemorrhage_class = HemorrhageClass.from_label(int(outputs.labels[plane, k]))

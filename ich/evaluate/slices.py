@@ -21,8 +21,9 @@ import pydicom
 
 from ich.evaluate.cases import EvaluationDataError
 from ich.evaluate.metrics import dice, roc_auc
+from ich.pipeline import prepared_on
 from ich.postprocess import DetectorOutputs, detections_on_volume
-from ich.preprocess import InputSpec, ModelGrid, model_input
+from ich.preprocess import InputSpec, ModelGrid
 from ich.quantify.instances import paint_detections
 from ich.schema import OperatingPoint
 
@@ -118,8 +119,8 @@ def predict_slice(
     """(highest detection score, bool mask of detections over their class threshold)."""
     hu = piece.hu[None]
     grid = ModelGrid.fit(hu, (5.0, piece.pixel_mm, piece.pixel_mm), spec)
-    outputs = detect(model_input(grid.hu_planes(hu), spec))
-    detections = detections_on_volume(grid, outputs)
+    prepared = prepared_on(grid, hu)
+    detections = detections_on_volume(grid, detect(prepared.series), prepared.cavity)
     kept = [d for d in detections if d.score >= point.thresholds[d.hemorrhage_class]]
     label, _ = paint_detections(kept, hu.shape)
     return max((d.score for d in detections), default=0.0), label[0] > 0

@@ -104,5 +104,5 @@ class Analyzer:
     ) -> tuple[ExamResult, np.ndarray]:
         prepared = prepare(volume, self.config.input)
         outputs = self.detect(prepared.series)
-        context = SeriesContext.of(volume, prepared.grid)
+        context = SeriesContext.of(volume, prepared)
         return finish(context, outputs, self.operating_point, masks, label_volume)

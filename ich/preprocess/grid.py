@@ -126,29 +126,34 @@ class ModelGrid:
         """bool (rows, cols) on a volume plane: where a detection's mask probability >= 0.5.
 
         ``mask`` is the head's (M, M) probability over ``box`` (x1, y1, x2, y2 in model
-        pixels, pixel centres at integers): cell ``j`` sits at ``x1 + (j + 0.5) * (x2 - x1) / M``,
-        where RoIAlign took its training target from. Each volume pixel in the box is sampled
-        from it directly, so masks are as fine as the volume's own pixels, not the model's.
+        pixels, pixel centres at integers). Each volume pixel in the box is sampled from it
+        directly, so masks are as fine as the volume's own pixels, not the model's.
         """
         rows, cols = self.volume_shape[1:]
-        half = (self.spec.size - 1) / 2
         x1, y1, x2, y2 = (float(v) for v in box)
         r0, r1 = self._span(y1, y2, 0, rows)
         c0, c1 = self._span(x1, x2, 1, cols)
         out = np.zeros((rows, cols), dtype=bool)
         if r0 >= r1 or c0 >= c1 or x2 <= x1 or y2 <= y1:
             return out
-        m = mask.shape[0]
-        # Volume pixel -> model pixel coordinate -> mask cell, one cell of zero padding around
-        # the mask as torchvision pastes it.
+        half = (self.spec.size - 1) / 2
         y = (np.arange(r0, r1, dtype=np.float32) - self.centre[0]) / self.scale[0] + half
         x = (np.arange(c0, c1, dtype=np.float32) - self.centre[1]) / self.scale[1] + half
-        v = (y - y1) / (y2 - y1) * m - 0.5 + 1
-        u = (x - x1) / (x2 - x1) * m - 0.5 + 1
-        vv, uu = np.meshgrid(v, u, indexing="ij")
-        padded = np.pad(mask.astype(np.float32, copy=False), 1)
-        sampled = ndi.map_coordinates(padded, [vv, uu], order=1, mode="constant", cval=0.0)
-        out[r0:r1, c0:c1] = sampled >= 0.5
+        out[r0:r1, c0:c1] = _box_mask(mask, box, y, x)
+        return out
+
+    def model_mask(self, mask: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """bool (size, size): the same detection on its model plane."""
+        size = self.spec.size
+        x1, y1, x2, y2 = (float(v) for v in box)
+        r0, r1 = max(0, math.floor(y1) - 1), min(size, math.ceil(y2) + 2)
+        c0, c1 = max(0, math.floor(x1) - 1), min(size, math.ceil(x2) + 2)
+        out = np.zeros((size, size), dtype=bool)
+        if r0 >= r1 or c0 >= c1 or x2 <= x1 or y2 <= y1:
+            return out
+        y = np.arange(r0, r1, dtype=np.float32)
+        x = np.arange(c0, c1, dtype=np.float32)
+        out[r0:r1, c0:c1] = _box_mask(mask, box, y, x)
         return out
 
     def _span(self, low: float, high: float, axis: int, limit: int) -> tuple[int, int]:
@@ -161,6 +166,23 @@ class ModelGrid:
     def _check(self, volume: np.ndarray) -> None:
         if tuple(volume.shape) != self.volume_shape:
             raise ValueError(f"volume {volume.shape} does not match the grid {self.volume_shape}")
+
+
+def _box_mask(mask: np.ndarray, box: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """bool (len(y), len(x)): the (M, M) mask probability over ``box`` sampled at model pixel
+    coordinates ``y`` (rows) and ``x`` (columns), >= 0.5.
+
+    Cell ``j`` sits at ``x1 + (j + 0.5) * (x2 - x1) / M``, where RoIAlign took its training
+    target from; one cell of zero padding surrounds the mask, as torchvision pastes it.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    m = mask.shape[0]
+    v = (y - y1) / (y2 - y1) * m - 0.5 + 1
+    u = (x - x1) / (x2 - x1) * m - 0.5 + 1
+    vv, uu = np.meshgrid(v, u, indexing="ij")
+    padded = np.pad(mask.astype(np.float32, copy=False), 1)
+    sampled = ndi.map_coordinates(padded, [vv, uu], order=1, mode="constant", cval=0.0)
+    return sampled >= 0.5
 
 
 def _head_centre(hu: np.ndarray) -> tuple[float, float]:

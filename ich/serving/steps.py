@@ -44,7 +44,7 @@ def preprocess(
     volume = load(named, limits=limits)
     prepared = prepare(volume, spec, max_planes=max_blocks * block_planes)
     cut = blocks(prepared.series, spec.context, block_planes)
-    context = SeriesContext.of(volume, prepared.grid)
+    context = SeriesContext.of(volume, prepared)
     return Preprocessed(cut, context.model_dump_json().encode())
 
 

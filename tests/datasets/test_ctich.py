@@ -87,7 +87,7 @@ def test_converted_studies_ingest_with_stored_hu_and_truth_on_the_blood(
     assert case.record["classes_present"] == ["EDH/SDH"]
     grid = prepare(volume, InputSpec(size=64, pixel_mm=2.0)).grid
     assert grid.window == StoredWindow(-20.0, 100.0)
-    warnings = SeriesContext.of(volume, grid).warnings
+    warnings = SeriesContext.of(volume, prepare(volume, InputSpec(size=64, pixel_mm=2.0))).warnings
     assert [w.code for w in warnings] == ["windowed_series"]
     assert "-20 to 100 HU" in warnings[0].message
     with pytest.raises(SynthOutputError, match="already holds"):
