@@ -95,9 +95,16 @@ real-data: venv
 	$(call SYNTH,train_drawn,--studies 40 --seed 2000 --prevalence 0.6)
 	$(call SYNTH,train_ctich,--studies 40 --seed 4000 --prevalence 0.6 --background ctich --real-dir $(CTICH))
 
+# A cross-validation's report, operating point, folds and fold logs into docs/evaluation.
+define publish-cv
+	rm -rf $(2) && cp -r $(1)/report $(2)
+	cp $(1)/operating_point.json $(1)/folds.json $(2)/
+	for k in 0 1 2 3 4; do sed "s/^{/{\"fold\": $$k, /" $(1)/fold_$$k/log.jsonl; done > $(2)/training-log.jsonl
+endef
+
 cross-validate: real-data
 	$(BIN)/ich train --config real --folds 5 --fold-data $(CTICH) --out runs/real-cv --resume
-	rm -rf docs/evaluation/ctich_cv && cp -r runs/real-cv/report docs/evaluation/ctich_cv
+	$(call publish-cv,runs/real-cv,docs/evaluation/ctich_cv)
 
 # Variants of the recipe on the same folds (see the model card): `make cross-validate-hard`
 # (ich/train/configs/real-hard.yaml), `make cross-validate-focus`, and `make
@@ -105,10 +112,7 @@ cross-validate: real-data
 # trains the variant on all 44 patients with its cross-validated operating point.
 cross-validate-%: real-data
 	$(BIN)/ich train --config real-$* --folds 5 --fold-data $(CTICH) --out runs/real-$*-cv --resume
-	rm -rf docs/evaluation/ctich_cv_$* && cp -r runs/real-$*-cv/report docs/evaluation/ctich_cv_$*
-	cp runs/real-$*-cv/operating_point.json runs/real-$*-cv/folds.json docs/evaluation/ctich_cv_$*/
-	for k in 0 1 2 3 4; do sed "s/^{/{\"fold\": $$k, /" runs/real-$*-cv/fold_$$k/log.jsonl; done \
-	  > docs/evaluation/ctich_cv_$*/training-log.jsonl
+	$(call publish-cv,runs/real-$*-cv,docs/evaluation/ctich_cv_$*)
 
 train-real-%: real-data
 	$(BIN)/ich train --config real-$* --data $(DATA)/train_real --data $(DATA)/train_drawn \

@@ -60,9 +60,9 @@ def prepare(volume: Volume, spec: InputSpec, max_planes: int | None = None) -> P
 def prepared_on(grid: ModelGrid, hu: np.ndarray) -> Prepared:
     """The detector input and the intracranial cavity of volume ``hu`` on ``grid``."""
     planes, spec = grid.hu_planes(hu), grid.spec
-    return Prepared(
-        grid, model_input(planes, spec), intracranial_cavity(planes, spec.pixel_mm, spec.slab_mm)
-    )
+    ceiling = None if grid.window is None else grid.window.ceiling
+    cavity = intracranial_cavity(planes, spec.pixel_mm, spec.slab_mm, ceiling)
+    return Prepared(grid, model_input(planes, spec), cavity)
 
 
 def windowed_warning(window: StoredWindow | None) -> tuple[IngestionWarning, ...]:

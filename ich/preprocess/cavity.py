@@ -4,7 +4,8 @@ Acute intracranial blood lies inside the skull. A detector that has seen few rea
 fires outside it, on the orbits, the nasal cavity, the paranasal sinuses and the scalp, where
 soft tissue, mucosa and partial-volumed bone look like a dense collection. Each model plane's
 cavity is the region the skull encloses: bone (>= :data:`BONE_HU`), closed over small gaps
-(sutures, thin temporal squama, foramina), its holes filled, bone and air taken away.
+(sutures, thin temporal squama, foramina), its holes filled, bone and air taken away. An
+enclosed region holding fat or air is the orbits, the sinuses or the neck, not the brain.
 
 A trauma skull may be open: a fracture, a burr hole or a craniectomy leaves a gap wider than
 the closing bridges, the fill leaks out through it, and the plane's cavity collapses. Such a
@@ -23,8 +24,8 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull
 
 BONE_HU = 150.0
-"""Bone on the model grid: above any blood or calcification-free soft tissue, and what a
-windowed series' restored skull resamples to (:mod:`ich.preprocess.stored_window`)."""
+"""Bone on the model grid: above any blood or soft tissue, and below what a windowed series'
+restored skull resamples to (:mod:`ich.preprocess.stored_window`)."""
 AIR_HU = -200.0
 """Air (sinuses, mastoid cells, outside the head) is no part of the cavity."""
 FAT_HU = -30.0
@@ -46,6 +47,10 @@ VAULT = 0.35
 largest) are repaired: below the skull base small, changing regions bracket each other."""
 PIECE = 0.2
 """Bone pieces this share of the largest or more make the skull of a plane."""
+MIN_CEILING_HU = 90.0
+"""A series stored in a display window whose ceiling is below this (an 80 HU wide brain
+window, say) holds dense blood at the ceiling, as it does the skull: restored, both are bone
+(:mod:`ich.preprocess.stored_window`), so no cavity is drawn there and nothing is dropped."""
 WIDEN_MM = 4.0
 """Neighbours' cavities are widened by this much before they stand in for a plane's."""
 
@@ -97,9 +102,12 @@ def _lean(enclosed: np.ndarray, hu: np.ndarray) -> np.ndarray:
     return keep[regions]
 
 
-def intracranial_cavity(hu: np.ndarray, pixel_mm: float, slab_mm: float) -> np.ndarray:
+def intracranial_cavity(
+    hu: np.ndarray, pixel_mm: float, slab_mm: float, ceiling: float | None = None
+) -> np.ndarray:
     """bool (planes, rows, cols): the inside of the skull on each plane of ``hu`` (HU on the
-    model grid, bone restored if the series was windowed), see the module docstring.
+    model grid, bone restored if the series was windowed at ``ceiling``), see the module
+    docstring; everywhere under a ceiling too low to tell blood from bone.
 
     Found on pixels of about :data:`COARSE_MM` (a tenth of the work on the 1 mm grid), then
     brought back to ``hu``'s pixels and grown up to the bone again, which the coarse pixels
@@ -107,6 +115,8 @@ def intracranial_cavity(hu: np.ndarray, pixel_mm: float, slab_mm: float) -> np.n
     """
     if hu.ndim != 3:
         raise ValueError(f"expected (planes, rows, columns) HU planes, got shape {hu.shape}")
+    if ceiling is not None and ceiling < MIN_CEILING_HU:
+        return np.ones(hu.shape, dtype=bool)
     factor = max(1, round(COARSE_MM / pixel_mm))
     if factor == 1:
         return _cavity(hu, pixel_mm, slab_mm)

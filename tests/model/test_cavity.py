@@ -70,6 +70,14 @@ def test_the_cavity_is_found_coarse_and_brought_back_to_the_inner_table() -> Non
         intracranial_cavity(fine[0], 1.0, 5.0)
 
 
+def test_under_a_window_too_narrow_to_tell_blood_from_bone_the_cavity_is_everywhere() -> None:
+    hu = _head()
+    assert intracranial_cavity(hu, 2.0, 5.0, ceiling=73.0).all()  # an 80 HU wide PNG window
+    np.testing.assert_array_equal(
+        intracranial_cavity(hu, 2.0, 5.0, ceiling=100.0), intracranial_cavity(hu, 2.0, 5.0)
+    )
+
+
 def _outputs(boxes: list[list[float]]) -> DetectorOutputs:
     k = len(boxes)
     return DetectorOutputs(
