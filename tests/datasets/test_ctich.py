@@ -85,9 +85,9 @@ def test_converted_studies_ingest_with_stored_hu_and_truth_on_the_blood(
     assert np.all(np.abs(volume.hu[case.label > 0] - 85) < 1)
     assert case.record["patient"] == "049" and case.record["approximate_spacing"]
     assert case.record["classes_present"] == ["EDH/SDH"]
-    grid = prepare(volume, InputSpec(size=64, pixel_mm=2.0)).grid
-    assert grid.window == StoredWindow(-20.0, 100.0)
-    warnings = SeriesContext.of(volume, prepare(volume, InputSpec(size=64, pixel_mm=2.0))).warnings
+    prepared = prepare(volume, InputSpec(size=64, pixel_mm=2.0))
+    assert prepared.grid.window == StoredWindow(-20.0, 100.0)
+    warnings = SeriesContext.of(volume, prepared).warnings
     assert [w.code for w in warnings] == ["windowed_series"]
     assert "-20 to 100 HU" in warnings[0].message
     with pytest.raises(SynthOutputError, match="already holds"):
